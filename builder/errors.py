@@ -1,0 +1,151 @@
+"""Every error pybuild raises on purpose, in one tree.
+
+    PybuildError                      root: the CLI prints these, never a traceback
+    ├── DockerfileError               the Dockerfile is wrong; carries a SourceLocation
+    │   ├── ParseError                text that is not a Dockerfile (BuildKit refuses it too)
+    │   │   └── UnknownInstruction    a word that is no instruction, with a "did you mean"
+    │   ├── BadFlag                   a flag the instruction does not take, or a bad value
+    │   ├── ExpansionError            ${VAR?msg}, an unterminated quote, a bad substitution
+    │   └── UnknownStage              FROM/COPY --from naming no stage or image
+    ├── UsageError                    a command-line flag or argument is wrong
+    ├── BuildError
+    │   └── StepFailed                a RUN step exited non-zero
+    ├── SandboxError
+    ├── CacheError
+    ├── RegistryError
+    └── StoreError
+
+Locations are attached once, where the instruction is known (the frontend
+boundary), and the CLI renders them as ``Dockerfile:LINE`` plus the lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BadFlag",
+    "BuildError",
+    "CacheError",
+    "DockerfileError",
+    "ExpansionError",
+    "ParseError",
+    "PybuildError",
+    "RegistryError",
+    "SandboxError",
+    "SourceLocation",
+    "StepFailed",
+    "StoreError",
+    "UnknownInstruction",
+    "UnknownStage",
+    "UsageError",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """Where in a Dockerfile something is: 1-based, inclusive lines; column 1-based or 0."""
+
+    file: str
+    start_line: int
+    end_line: int
+    column: int = 0
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.start_line}"
+        if self.end_line > self.start_line:
+            where += f"-{self.end_line}"
+        if self.column:
+            where += f":{self.column}"
+        return where
+
+
+class PybuildError(Exception):
+    """Root of every error that pybuild raises on purpose."""
+
+
+class DockerfileError(PybuildError):
+    """Something wrong with the Dockerfile itself, at a known place when known.
+
+    ``source_lines`` holds the offending lines (for the CLI to show);
+    ``hint`` is an optional suggestion ("did you mean RUN?").
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: SourceLocation | None = None,
+        source_lines: tuple[str, ...] = (),
+        hint: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.source_lines = source_lines
+        self.hint = hint
+
+    def with_location(
+        self, location: SourceLocation, source_lines: tuple[str, ...] = ()
+    ) -> DockerfileError:
+        """Attach a location if none is set yet; returns self for ``raise ... from``."""
+        if self.location is None:
+            self.location = location
+            self.source_lines = source_lines
+        return self
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        if self.location is not None:
+            text = f"{self.location}: {text}"
+        return text
+
+
+class ParseError(DockerfileError):
+    """The text is not a Dockerfile that BuildKit would accept."""
+
+
+class UnknownInstruction(ParseError):
+    """A line starts with a word that is not an instruction."""
+
+
+class BadFlag(DockerfileError):
+    """An instruction was given a flag it does not take, or a flag value it cannot use."""
+
+
+class ExpansionError(DockerfileError):
+    """Word expansion failed: ${VAR?msg}, an unterminated quote, a bad substitution."""
+
+
+class UnknownStage(DockerfileError):
+    """A stage reference that names no stage."""
+
+
+class UsageError(PybuildError):
+    """The command line is wrong: an unknown flag, a missing argument."""
+
+
+class BuildError(PybuildError):
+    """A build could not complete."""
+
+
+class StepFailed(BuildError):
+    """A step's command exited non-zero."""
+
+
+class SandboxError(PybuildError):
+    """The sandbox could not be set up or torn down."""
+
+
+class CacheError(PybuildError):
+    """The build cache is unreadable or inconsistent."""
+
+
+class RegistryError(PybuildError):
+    """A registry refused or garbled a request."""
+
+
+class StoreError(PybuildError):
+    """The image store is unreadable or a write to it failed."""
