@@ -30,9 +30,11 @@ TEMPLATE = [
     "ARG VERSION{n}=1.{n}",
     "ENV PATH=/opt/bin{n}:$PATH LANG=C.UTF-8 \\\n    HOME=/root",
     'LABEL org.example.step="{n}" maintainer="dev@example.com"',
-    "RUN --mount=type=cache,target=/var/cache/apt apt-get update \\\n"
-    "    && apt-get install -y --no-install-recommends curl ca-certificates \\\n"
-    "    && rm -rf /var/lib/apt/lists/*",
+    (
+        "RUN --mount=type=cache,target=/var/cache/apt apt-get update \\\n"
+        "    && apt-get install -y --no-install-recommends curl ca-certificates \\\n"
+        "    && rm -rf /var/lib/apt/lists/*"
+    ),
     "COPY --chown=app:app --chmod=0644 src/{n}/ /opt/app/{n}/",
     'CMD ["/opt/app/bin/server", "--port", "80{n}"]',
     "WORKDIR /opt/app/{n}",

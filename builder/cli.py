@@ -8,10 +8,12 @@ it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+# typing is imported for the type checker only: it costs start-up time.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from builder.errors import PybuildError
 
@@ -22,9 +24,26 @@ EXIT_ERROR = 1  # the Dockerfile or the build failed
 EXIT_USAGE = 2  # the command line is wrong (argparse's own code)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized without importing shutil.
+
+    argparse builds a formatter for every add_argument, and the default one
+    imports shutil (with zlib, bz2 and lzma) to ask for the terminal width:
+    start-up time a short command cannot spare.
+    """
+
+    def __init__(self, prog: str) -> None:
+        try:
+            width = os.get_terminal_size(sys.stderr.fileno()).columns - 2
+        except (OSError, ValueError):
+            width = 78
+        super().__init__(prog, width=max(width, 40))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pybuild",
+        formatter_class=_Formatter,
         description="Build OCI images from Dockerfiles, reading them as BuildKit does.",
     )
     from builder import __version__
@@ -35,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parse = commands.add_parser(
         "parse",
+        formatter_class=_Formatter,
         help="print how a Dockerfile parses",
         description="Parse a Dockerfile and print its instructions.",
     )

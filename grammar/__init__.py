@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
-from typing import Any
+import os
+
+# typing is imported for the type checker only: it costs start-up time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from grammar.runtime import (
     TABLES_FORMAT,
@@ -18,7 +22,7 @@ from grammar.runtime import (
     TableParser,
     Token,
     Tree,
-    grammar_sha256,
+    grammar_digest,
 )
 
 __all__ = [
@@ -31,8 +35,10 @@ __all__ = [
     "load_parser",
 ]
 
-GRAMMAR_PATH = Path(__file__).with_name("dockerfile.lark")
-TABLES_PATH = Path(__file__).with_name("dockerfile.tables.json")
+# Plain strings, not pathlib: importing pathlib costs start-up time that
+# `pybuild parse` cannot spare.
+GRAMMAR_PATH = os.path.join(os.path.dirname(__file__), "dockerfile.lark")
+TABLES_PATH = os.path.join(os.path.dirname(__file__), "dockerfile.tables.json")
 
 
 @functools.cache
@@ -47,22 +53,29 @@ def load_parser() -> TableParser:
     return TableParser.from_tables(_read_tables(GRAMMAR_PATH, TABLES_PATH))
 
 
-def _read_grammar_text(grammar_path: Path) -> str:
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _read_grammar_text(grammar_path: str | os.PathLike[str]) -> str:
     """The grammar exactly as stored: no newline translation, so the digest is the file's."""
-    return grammar_path.read_bytes().decode("utf-8")
+    return _read_bytes(grammar_path).decode("utf-8")
 
 
-def _read_tables(grammar_path: Path, tables_path: Path) -> dict[str, Any]:
+def _read_tables(
+    grammar_path: str | os.PathLike[str], tables_path: str | os.PathLike[str]
+) -> dict[str, Any]:
     """The tables for the grammar at ``grammar_path``: from ``tables_path`` if current."""
     grammar_text = _read_grammar_text(grammar_path)
     try:
-        tables: Any = json.loads(tables_path.read_bytes())
+        tables: Any = json.loads(_read_bytes(tables_path))
     except (OSError, ValueError):
         tables = None
     if (
         isinstance(tables, dict)
         and tables.get("format") == TABLES_FORMAT
-        and tables.get("grammar_sha256") == grammar_sha256(grammar_text)
+        and tables.get("grammar_digest") == grammar_digest(grammar_text)
     ):
         return tables
     # Imported here only: grammar.compile imports Lark.

@@ -28,7 +28,7 @@ priority and, for regexps, the string terminals they swallow); ``rules``
 (origin, expansion, size, tree name, inline / expand_single_child, and the
 kept children as [index, splice]); ``states`` (``shift`` terminal -> state,
 ``reduce`` terminal -> rule index, ``goto`` rule -> state); ``ignore``,
-``g_regex_flags``, the ``format`` tag and the ``grammar_sha256`` it came from.
+``g_regex_flags``, the ``format`` tag and the ``grammar_digest`` it came from.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import json
 import re
 import sys
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from lark import Lark
@@ -47,7 +48,7 @@ from lark.load_grammar import load_grammar
 from lark.parsers.lalr_analysis import Reduce
 
 from grammar import GRAMMAR_PATH, TABLES_PATH, _read_grammar_text
-from grammar.runtime import TABLES_FORMAT, grammar_sha256, terminal_regexp
+from grammar.runtime import TABLES_FORMAT, grammar_digest, terminal_regexp
 
 __all__ = ["compile_tables", "find_start_symbols", "main", "render_tables"]
 
@@ -118,7 +119,7 @@ def compile_tables(grammar_text: str) -> dict[str, Any]:
     g_regex_flags: int = parser.options.g_regex_flags
     return {
         "format": TABLES_FORMAT,
-        "grammar_sha256": grammar_sha256(grammar_text),
+        "grammar_digest": grammar_digest(grammar_text),
         "start": start,
         "start_states": {name: state_ids[table.start_states[name]] for name in start},
         "end_states": {name: state_ids[table.end_states[name]] for name in start},
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     options = arguments.parse_args(argv)
     rendered = render_tables(compile_tables(_read_grammar_text(GRAMMAR_PATH)))
     try:
-        current = TABLES_PATH.read_text(encoding="utf-8")
+        current = Path(TABLES_PATH).read_text(encoding="utf-8")
     except OSError:
         current = None
     if options.check:
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if current != rendered:
-        TABLES_PATH.write_text(rendered, encoding="utf-8")
+        Path(TABLES_PATH).write_text(rendered, encoding="utf-8")
         print(f"wrote {TABLES_PATH}")
     return 0
 

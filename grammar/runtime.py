@@ -15,11 +15,14 @@ GrammarSyntaxError.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+
+# typing is imported for the type checker only: it costs start-up time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "END",
@@ -28,7 +31,7 @@ __all__ = [
     "TableParser",
     "Token",
     "Tree",
-    "grammar_sha256",
+    "grammar_digest",
     "terminal_regexp",
 ]
 
@@ -38,9 +41,15 @@ TABLES_FORMAT = "pybuild.lalr-tables.v1"
 END = "$END"
 
 
-def grammar_sha256(grammar_text: str) -> str:
-    """The digest that ties a tables file to the grammar text it was compiled from."""
-    return hashlib.sha256(grammar_text.encode("utf-8")).hexdigest()
+def grammar_digest(grammar_text: str) -> str:
+    """The digest that ties a tables file to the grammar text it was compiled from.
+
+    xxh3-128, not sha256: it is an internal key checked at every start, and
+    importing hashlib (OpenSSL) costs more start-up time than xxhash does.
+    """
+    import xxhash
+
+    return "xxh3-128:" + xxhash.xxh3_128_hexdigest(grammar_text.encode("utf-8"))
 
 
 def terminal_regexp(kind: str, pattern: str, flags: Iterable[str]) -> str:

@@ -18,13 +18,14 @@ import grammar
 from builder.errors import ParseError
 from builder.frontend import gotext
 
-__all__ = ["LineParts", "NOT_STRING_ARRAY", "read_line"]
+__all__ = ["NOT_STRING_ARRAY", "LineParts", "read_line"]
 
 NOT_STRING_ARRAY = "when using JSON array syntax, arrays must be comprised of strings only"
 
 # Go's encoding/json refuses to nest deeper than this.
 _JSON_MAX_DEPTH = 10000
 _WHITESPACE = re.compile(r"[\t\x0b\x0c\r ]+")
+_GO_SPACES = re.compile("[" + re.escape("".join(sorted(gotext.GO_SPACE))) + "]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +229,12 @@ def _words(rest: str, escape: str) -> list[str]:
     A quoted empty word ("") counts as a word; an escape character keeps the
     character after it in the same word, and one at the very end is dropped.
     """
+    if escape not in rest and '"' not in rest and "'" not in rest:
+        # Nothing to group or escape: plain splitting gives the same words.
+        plain = [word for word in _GO_SPACES.split(rest) if word]
+        if max(rest, default="") >= "\udc80":  # may hold invalid bytes
+            plain = ["".join(_rune(char) for char in word) for word in plain]
+        return plain
     words: list[str] = []
     word: list[str] = []
     quote = ""

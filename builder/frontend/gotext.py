@@ -18,12 +18,12 @@ __all__ = [
     "GO_SPACE",
     "decode_source",
     "encode_source",
+    "from_bytes_view",
     "go_lower",
     "go_quote",
     "go_upper",
     "is_go_space",
     "to_bytes_view",
-    "from_bytes_view",
     "trim_left_space",
     "trim_space",
 ]

@@ -151,7 +151,7 @@ class _Reader:
 
     def _checked_lines(self, text: str) -> Iterator[str]:
         for number, line in enumerate(_physical_lines(text)):
-            content = line[:-1] if line.endswith("\n") else line
+            content = line.removesuffix("\n")
             if len(content) > MAX_LINE_BYTES // 4 and (
                 len(gotext.encode_source(content)) > MAX_LINE_BYTES
             ):

@@ -9,7 +9,10 @@ heredocs), so the two parsers can be diffed directly.
 
 from __future__ import annotations
 
-from typing import Any
+# typing is imported for the type checker only: it costs start-up time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from builder.frontend.gotext import go_quote, trim_space
 from builder.frontend.syntax import Node, SyntaxTree

@@ -6,8 +6,9 @@ sh closely but not exactly.  This module reproduces that lexer, quirks included,
 because a Dockerfile must mean the same here as there.  Each quirk kept on purpose
 is noted where it happens.
 
-Patterns (``${V#p}``, ``${V%p}``, ``${V/p/r}``) are globs with ``*`` and ``?`` only:
-BuildKit has no bracket expressions, so ``[`` and ``]`` are plain characters.
+The patterns of ``${V#p}``, ``${V%p}`` and ``${V/p/r}`` are matched in
+:mod:`builder.frontend.patterns`; this module reads them out of the word, escapes
+kept, and hands them over as text.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from builder.errors import ExpansionError
+from builder.frontend import patterns
 from builder.frontend.gotext import GO_SPACE, go_quote
 
 __all__ = ["ExpansionResult", "ShellLexer"]
@@ -31,6 +33,7 @@ _NO_RUNE = "\ufffd"
 # Source text is decoded with surrogateescape (see gotext), so an invalid byte is a
 # surrogate U+DC80..U+DCFF.  Go's scanner and rune loops read such a byte as U+FFFD
 # and write that back, so whatever passes through them comes out with U+FFFD.
+# patterns.py keeps the same table for the regexp BuildKit matches patterns with.
 _INVALID_BYTES_AS_RUNES = {code: 0xFFFD for code in range(0xDC80, 0xDD00)}
 
 
@@ -382,7 +385,12 @@ class _Expansion:
             # "##" / "%%" is seen after expansion: ${V#$P} with P="#x" is ${V##x}.
             longest = word[:1] == operator
             pattern = word[1:] if longest else word
-            return _trim(value, pattern, from_end=operator == "%", longest=longest)
+            try:
+                return patterns.trim(value, pattern, from_end=operator == "%", longest=longest)
+            except patterns.PatternError as error:
+                # A failure like any other here, so an enclosing ${ can reword it
+                # ("missing '}'") and _expand adds the word, as BuildKit does.
+                raise _Failure(str(error)) from None
         raise _Failure(f"unsupported modifier ({modifier}) in substitution")
 
     def _read_replacement(self, name: str) -> Generator[_Task, Any, str]:
@@ -409,205 +417,7 @@ class _Expansion:
         if self._lexer.skip_unset_env and not is_set:
             # BuildKit writes it back with one "/" even for "//"; kept for the same text.
             return "${" + name + "/" + pattern + "/" + replacement + "}"
-        matcher = _GlobMatcher(_compile_glob(pattern), value, greedy=True)
-        if every:
-            return _replace_all(matcher, value, replacement)
-        found = matcher.search(0)
-        if found is None:
-            return value
-        start, end = found
-        return value[:start] + replacement + value[end:]
-
-
-# Glob tokens: (kind, character).  "*" and "?" never match a newline, because
-# BuildKit compiles them to the regexp "." which does not.
-_LITERAL, _ANY_CHAR, _ANY_RUN = 0, 1, 2
-_Token: TypeAlias = tuple[int, str]
-
-
-def _compile_glob(pattern: str) -> tuple[_Token, ...]:
-    """Parse a glob as BuildKit's convertShellPatternToRegex does.
-
-    ``\\`` escapes only ``*``, ``?`` and ``\\``, and is dropped before ``}`` and
-    ``/`` (which needed it to get past the ``${…}`` reader); any other escape,
-    or one at the end, is an error.  This is always ``\\``, whatever the
-    Dockerfile's escape character.
-    """
-    # This pass has its own Go scanner, which drops a leading byte-order mark too.
-    runes = _as_runes(pattern).removeprefix("\ufeff")
-    tokens: list[_Token] = []
-    index = 0
-    while index < len(runes):
-        char = runes[index]
-        index += 1
-        if char == "*":
-            tokens.append((_ANY_RUN, ""))
-        elif char == "?":
-            tokens.append((_ANY_CHAR, ""))
-        elif char != "\\":
-            tokens.append((_LITERAL, char))
-        else:
-            escaped = runes[index : index + 1]
-            if escaped in ("}", "/"):
-                continue
-            index += 1
-            if escaped not in ("*", "?", "\\"):
-                raise _Failure(
-                    f"invalid pattern ({pattern}) in substitution: "
-                    f"invalid escape '\\{escaped or _NO_RUNE}'"
-                )
-            tokens.append((_LITERAL, escaped))
-    return tuple(tokens)
-
-
-class _GlobMatcher:
-    """Where one glob matches in one text, as Go's regexp would answer.
-
-    BuildKit compiles the glob to a regexp (``*`` → ``.*``, or ``.*?`` for the
-    shortest forms; ``?`` → ``.``) and takes RE2's leftmost match, preferring what a
-    backtracking engine finds first: each ``*`` as long (or short) as still lets
-    the rest match.  Python's ``re`` would agree but can backtrack exponentially on
-    ``*a*a*a…b``.  Instead one backward pass marks, per glob position and text
-    position, whether the rest of the glob can match from there; a forward walk
-    then makes each ``*``'s preferred choice directly.  O(len(glob) × len(text)).
-    """
-
-    __slots__ = ("_can_finish", "_greedy", "_text", "_tokens")
-
-    def __init__(self, tokens: tuple[_Token, ...], text: str, *, greedy: bool) -> None:
-        self._tokens = tokens
-        # Go's regexp reads an invalid byte as U+FFFD; callers still slice the original.
-        self._text = text = _as_runes(text)
-        self._greedy = greedy
-        size = len(text)
-        newlines = [index for index, char in enumerate(text) if char == "\n"]
-        # after[p] == 1: the tokens after this one match some prefix of text[p:].
-        after = bytearray(b"\x01") * (size + 1)
-        tables = [after]
-        for kind, char in reversed(tokens):
-            if kind == _LITERAL:
-                here = bytearray(size + 1)
-                index = text.find(char)
-                while index >= 0:
-                    here[index] = after[index + 1]
-                    index = text.find(char, index + 1)
-            elif kind == _ANY_CHAR:
-                here = after[1:] + b"\x00"
-                for index in newlines:
-                    here[index] = 0
-            else:
-                here = bytearray(size + 1)
-                reachable = here[size] = after[size]
-                for index in range(size - 1, -1, -1):
-                    reachable = after[index] if text[index] == "\n" else reachable | after[index]
-                    here[index] = reachable
-            tables.append(here)
-            after = here
-        tables.reverse()
-        self._can_finish = tables
-
-    def match_at(self, start: int) -> int | None:
-        """End of the preferred match that starts at ``start``, if there is one."""
-        if not self._can_finish[0][start]:
-            return None
-        text, position = self._text, start
-        for index, (kind, _) in enumerate(self._tokens):
-            if kind != _ANY_RUN:
-                position += 1
-                continue
-            line_end = text.find("\n", position)
-            limit = (len(text) if line_end < 0 else line_end) + 1
-            rest = self._can_finish[index + 1]
-            position = (
-                rest.rfind(1, position, limit) if self._greedy else rest.find(1, position, limit)
-            )
-        return position
-
-    def search(self, start: int) -> tuple[int, int] | None:
-        """The leftmost match that starts at or after ``start``, as (start, end)."""
-        found = self._can_finish[0].find(1, start)
-        if found < 0:
-            return None
-        end = self.match_at(found)
-        return None if end is None else (found, end)
-
-
-def _trim(value: str, pattern: str, *, from_end: bool, longest: bool) -> str:
-    """``${V#p}`` / ``${V##p}``, or with ``from_end`` ``${V%p}`` / ``${V%%p}``."""
-    if from_end:
-        # A regexp cannot ask for the shortest match that ends at the end, so BuildKit
-        # reverses value and pattern and trims a prefix.  We take the same route: it
-        # decides which match wins, and error messages quote the reversed pattern.
-        pattern = _reverse_pattern(_as_runes(pattern))
-        value = _as_runes(value)[::-1]
-    end = _GlobMatcher(_compile_glob(pattern), value, greedy=longest).match_at(0)
-    if end is not None:
-        value = value[end:]
-    return value[::-1] if from_end else value
-
-
-def _reverse_pattern(pattern: str) -> str:
-    """Reverse a glob, keeping each ``\\x`` pair in order: ``a\\*c`` → ``c\\*a``."""
-    pieces: list[str] = []
-    index = 0
-    while index < len(pattern):
-        width = 2 if pattern[index] == "\\" and index + 1 < len(pattern) else 1
-        pieces.append(pattern[index : index + width])
-        index += width
-    return "".join(reversed(pieces))
-
-
-def _replace_all(matcher: _GlobMatcher, value: str, template: str) -> str:
-    """``${V//p/r}``: Go's Regexp.ReplaceAllString, empty-match rules included.
-
-    An empty match right after a match is not replaced (so ``*`` over "ab" gives one
-    replacement, not two), and the replacement is a Go template (see _expand_template).
-    """
-    out: list[str] = []
-    last_end = 0
-    search_from = 0
-    while search_from <= len(value):
-        found = matcher.search(search_from)
-        if found is None:
-            break
-        start, end = found
-        out.append(value[last_end:start])
-        if end > last_end or start == 0:
-            out.append(_expand_template(template, value[start:end]))
-        last_end = end
-        search_from = max(search_from + 1, end)
-    out.append(value[last_end:])
-    return "".join(out)
-
-
-def _expand_template(template: str, whole_match: str) -> str:
-    """Go's Regexp.Expand for a regexp without groups, as ReplaceAllString applies it.
-
-    ``$0`` / ``${0}`` give the whole match; any other well-formed ``$name`` or
-    ``${name}`` gives nothing; ``$$`` gives ``$``; a ``$`` that starts no reference
-    stays.  Only the ``//`` form goes through this; ``${V/p/r}`` inserts r as is.
-    """
-    out: list[str] = []
-    rest = template
-    while (dollar := rest.find("$")) >= 0:
-        out.append(rest[:dollar])
-        rest = rest[dollar + 1 :]
-        if rest.startswith("$"):
-            out.append("$")
-            rest = rest[1:]
-            continue
-        braced = rest.startswith("{")
-        body = rest[1:] if braced else rest
-        length = 0
-        while length < len(body) and (
-            body[length].isalpha() or body[length].isdecimal() or body[length] == "_"
-        ):
-            length += 1
-        if length == 0 or (braced and body[length : length + 1] != "}"):
-            out.append("$")
-            continue
-        if body[:length] == "0":
-            out.append(whole_match)
-        rest = body[length + 1 :] if braced else body[length:]
-    out.append(rest)
-    return "".join(out)
+        try:
+            return patterns.replace(value, pattern, replacement, every=every)
+        except patterns.PatternError as error:
+            raise _Failure(str(error)) from None

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from builder.errors import ParseError
 from builder.frontend.parser import parse_dockerfile
 from builder.frontend.render import to_json_commands
-
 from tests.conftest import in_ci
 from tests.frontend.oracle_view import as_oracle_sees
 

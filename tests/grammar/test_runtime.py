@@ -23,10 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import grammar
-from grammar import GRAMMAR_PATH, TABLES_PATH, GrammarSyntaxError, TableParser, Token, Tree
+from grammar import GrammarSyntaxError, TableParser, Token, Tree
 from grammar.compile import compile_tables, find_start_symbols, render_tables
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+GRAMMAR_PATH = Path(grammar.GRAMMAR_PATH)
+TABLES_PATH = Path(grammar.TABLES_PATH)
 STARTS = ("instruction", "exec_form")
 
 # Characters the grammar treats specially, the words it knows, and a few it
@@ -190,7 +192,7 @@ def test_shipped_tables_match_grammar() -> None:
     grammar_text = GRAMMAR_PATH.read_bytes().decode("utf-8")
     shipped_text = TABLES_PATH.read_text(encoding="utf-8")
     shipped = json.loads(shipped_text)
-    assert shipped["grammar_sha256"] == grammar.runtime.grammar_sha256(grammar_text), (
+    assert shipped["grammar_digest"] == grammar.runtime.grammar_digest(grammar_text), (
         "grammar/dockerfile.tables.json is stale: run python -m grammar.compile"
     )
     assert compile_tables(grammar_text) == shipped
@@ -431,7 +433,7 @@ def test_read_tables_compiles_in_memory_when_stale(tmp_path: Path) -> None:
     stale = tmp_path / "dockerfile.tables.json"
     stale.write_bytes(TABLES_PATH.read_bytes())
     tables = grammar._read_tables(edited, stale)
-    assert tables["grammar_sha256"] == grammar.runtime.grammar_sha256(
+    assert tables["grammar_digest"] == grammar.runtime.grammar_digest(
         edited.read_bytes().decode("utf-8")
     )
     assert stale.read_bytes() == TABLES_PATH.read_bytes()
