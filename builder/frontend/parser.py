@@ -327,18 +327,25 @@ def _node(
     heredocs: tuple[Heredoc, ...],
     comments: list[str],
 ) -> Node:
-    child = None
-    if parts.child is not None:
-        child = _node(parts.child, line, line, start_line, end_line, (), [])
-    return Node(
-        keyword=parts.keyword,
-        flags=parts.flags,
-        arguments=parts.arguments,
-        is_json=parts.is_json,
-        original=original,
-        start_line=start_line,
-        end_line=end_line,
-        heredocs=heredocs,
-        child=child,
-        comments=tuple(comments),
-    )
+    # ONBUILD nests (ONBUILD ONBUILD ...): build from the innermost out,
+    # without recursion, so no line can exhaust the stack.
+    chain = [parts]
+    while chain[-1].child is not None:
+        chain.append(chain[-1].child)
+    node: Node | None = None
+    for depth, link in enumerate(reversed(chain)):
+        outermost = depth == len(chain) - 1
+        node = Node(
+            keyword=link.keyword,
+            flags=link.flags,
+            arguments=link.arguments,
+            is_json=link.is_json,
+            original=original if outermost else line,
+            start_line=start_line,
+            end_line=end_line,
+            heredocs=heredocs if outermost else (),
+            child=node,
+            comments=tuple(comments) if outermost else (),
+        )
+    assert node is not None
+    return node

@@ -31,16 +31,24 @@ def dump_node(node: Node) -> str:
     Heredoc bodies follow the arguments as quoted strings, so a dump shows
     everything the instruction will use.
     """
-    parts = [node.name]
-    if node.flags:
-        parts.append("[" + " ".join(go_quote(flag) for flag in node.flags) + "]")
-    if node.child is not None:
-        parts.append(f"({dump_node(node.child)})")
-    else:
-        parts.extend(go_quote(argument) for argument in node.arguments)
-    parts.extend(go_quote(heredoc.content) for heredoc in node.heredocs)
-    # BuildKit trims the joined text, so an empty keyword leaves no gap.
-    return trim_space(" ".join(parts))
+    # ONBUILD nests; walk the chain instead of recursing, then close the
+    # parentheses of every inner instruction at once.
+    text: list[str] = []
+    depth = 0
+    current: Node | None = node
+    while current is not None:
+        parts = [current.name]
+        if current.flags:
+            parts.append("[" + " ".join(go_quote(flag) for flag in current.flags) + "]")
+        if current.child is None:
+            parts.extend(go_quote(argument) for argument in current.arguments)
+        # BuildKit trims the joined text, so an empty keyword leaves no gap.
+        text.append(trim_space(" ".join(parts)))
+        current = current.child
+        depth += 1
+    # Only the outermost node holds heredocs (ONBUILD RUN <<EOF keeps them there).
+    bodies = "".join(" " + go_quote(heredoc.content) for heredoc in node.heredocs)
+    return " (".join(text) + ")" * (depth - 1) + bodies
 
 
 def to_json_commands(tree: SyntaxTree) -> list[dict[str, Any]]:
