@@ -66,11 +66,15 @@ def to_bytes_view(text: str) -> str:
     white space there.  Working on this view reproduces that exactly, and a
     word collected from it is already what Go's ``WriteRune(rune(byte))`` makes.
     """
+    if text.isascii():
+        return text
     return encode_source(text).decode("latin-1")
 
 
 def from_bytes_view(view: str) -> str:
     """Inverse of to_bytes_view for a slice of the original bytes."""
+    if view.isascii():
+        return view
     return decode_source(view.encode("latin-1"))
 
 

@@ -32,6 +32,9 @@ _FRONTEND_DIRECTIVES = frozenset({"syntax", "escape", "check"})
 # Go's \s is [\t\n\f\r ] (no \v); "$" without (?m) is the end of the text.
 _DIRECTIVE = re.compile(r"#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*\Z")
 _HEREDOC_WORD = re.compile(r"([0-9]*)<<(-?)([^<]*)\Z")
+# What makes the shell lexer's words differ from plain white-space splitting.
+_NEEDS_SHELL_LEXER = re.compile("['\"\\\\$\ufeff\ud800-\udfff]")
+_GO_SPACES = re.compile("[" + re.escape("".join(sorted(gotext.GO_SPACE))) + "]+")
 _HEREDOC_KEYWORDS = frozenset({"run", "copy", "add"})
 _UTF8_BOM = "\ufeff"
 
@@ -283,6 +286,14 @@ def _heredocs_in(line: str) -> list[tuple[str, int, bool, bool]]:
     ``[N]<<[-]WORD`` opens a heredoc whose name is WORD unquoted.  Any quote
     in WORD turns expansion of the body off.
     """
+    if _NEEDS_SHELL_LEXER.search(line) is None:
+        # Nothing for the shell lexer to unquote, unescape or expand: its
+        # words are the text split at white space, and each name is as written.
+        return [
+            (match.group(3), min(int(match.group(1) or "0"), 2**64 - 1), True, match.group(2) == "-")
+            for word in _GO_SPACES.split(line)
+            if (match := _HEREDOC_WORD.match(word)) is not None and match.group(3)
+        ]
     from builder.frontend.shell import ShellLexer
 
     splitter = ShellLexer(escape="\\", raw_quotes=True, raw_escapes=True, skip_unset_env=True)
@@ -329,6 +340,19 @@ def _node(
 ) -> Node:
     # ONBUILD nests (ONBUILD ONBUILD ...): build from the innermost out,
     # without recursion, so no line can exhaust the stack.
+    if parts.child is None:
+        return Node(
+            keyword=parts.keyword,
+            flags=parts.flags,
+            arguments=parts.arguments,
+            is_json=parts.is_json,
+            original=original,
+            start_line=start_line,
+            end_line=end_line,
+            heredocs=heredocs,
+            child=None,
+            comments=tuple(comments),
+        )
     chain = [parts]
     while chain[-1].child is not None:
         chain.append(chain[-1].child)
