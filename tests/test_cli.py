@@ -145,9 +145,9 @@ def test_installed_wheel_ships_the_grammar_and_parses(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(unpacked)}
     result = subprocess.run(
         [sys.executable, "-c",
-         "import grammar, builder.cli, sys; "
+         ("import grammar, builder.cli, sys; "
          "assert grammar.__file__.startswith(sys.argv[1]), grammar.__file__; "
-         "sys.exit(builder.cli.main(['parse', '-f', sys.argv[2]]))",
+         "sys.exit(builder.cli.main(['parse', '-f', sys.argv[2]]))"),
          str(unpacked), str(EXAMPLE)],
         capture_output=True, env=env, cwd=tmp_path, check=False,
     )

@@ -287,9 +287,7 @@ def _words(rest: str, escape: str) -> list[str]:
     return words
 
 
-def _rune(char: str) -> str:
-    """Go decodes an invalid byte as U+FFFD when it walks a string by rune."""
-    return "\ufffd" if "\udc80" <= char <= "\udcff" else char
+_rune = gotext.as_runes
 
 
 def _json_array(rest: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "GO_SPACE",
+    "as_runes",
     "decode_source",
     "encode_source",
     "from_bytes_view",
@@ -76,6 +77,20 @@ def from_bytes_view(view: str) -> str:
     if view.isascii():
         return view
     return decode_source(view.encode("latin-1"))
+
+
+_INVALID_BYTES_AS_RUNES = {code: 0xFFFD for code in range(0xDC80, 0xDD00)}
+
+
+def as_runes(text: str) -> str:
+    """The text as Go's rune loops read it: each invalid byte becomes U+FFFD.
+
+    Source text is decoded with surrogateescape, so an invalid byte is a
+    surrogate U+DC80..U+DCFF; ranging over a Go string (or scanning it with
+    text/scanner or regexp) yields U+FFFD for it, and that is what gets
+    written back.
+    """
+    return text.translate(_INVALID_BYTES_AS_RUNES)
 
 
 def go_lower(text: str) -> str:

@@ -9,22 +9,19 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+# typing is imported for the type checker only: it costs start-up time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+from builder.frontend.gotext import as_runes
 
 __all__ = ["PatternError", "replace", "trim"]
 
 # What Go prints where it formats "no rune": %c of EOF.
 _NO_RUNE = "\ufffd"
 
-# Source text is decoded with surrogateescape (see gotext), so an invalid byte is a
-# surrogate U+DC80..U+DCFF.  Go's scanner and regexp read such a byte as U+FFFD.
-# shell.py keeps the same table for its own rune loops; sharing it would mean a
-# helper in gotext, which owns Go's text rules but not this reading of them.
-_INVALID_BYTES_AS_RUNES = {code: 0xFFFD for code in range(0xDC80, 0xDD00)}
-
-
-def _as_runes(text: str) -> str:
-    return text.translate(_INVALID_BYTES_AS_RUNES)
+_as_runes = as_runes
 
 
 class PatternError(ValueError):
@@ -75,7 +72,7 @@ def replace(value: str, pattern: str, replacement: str, *, every: bool) -> str:
 
 # Glob tokens: (kind, character); the character is set for literals only.
 _LITERAL, _ANY_CHAR, _ANY_RUN = 0, 1, 2
-_Token: TypeAlias = tuple[int, str]
+_Token: TypeAlias = "tuple[int, str]"
 
 
 def _parse(pattern: str) -> tuple[_Token, ...]:

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+
+# typing is imported for the type checker only: it costs start-up time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
 
 from builder.errors import ExpansionError
 from builder.frontend import patterns
-from builder.frontend.gotext import GO_SPACE, go_quote
+from builder.frontend.gotext import GO_SPACE, as_runes, go_quote
 
 __all__ = ["ExpansionResult", "ShellLexer"]
 
@@ -30,15 +34,7 @@ _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 # What Go prints where it formats "no rune": string(rune(-1)) and %c of EOF.
 _NO_RUNE = "\ufffd"
 
-# Source text is decoded with surrogateescape (see gotext), so an invalid byte is a
-# surrogate U+DC80..U+DCFF.  Go's scanner and rune loops read such a byte as U+FFFD
-# and write that back, so whatever passes through them comes out with U+FFFD.
-# patterns.py keeps the same table for the regexp BuildKit matches patterns with.
-_INVALID_BYTES_AS_RUNES = {code: 0xFFFD for code in range(0xDC80, 0xDD00)}
-
-
-def _as_runes(text: str) -> str:
-    return text.translate(_INVALID_BYTES_AS_RUNES)
+_as_runes = as_runes
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +106,7 @@ class _Failure(Exception):
 
 
 # A read step: a generator that yields the sub-reads it needs and returns its text.
-_Task: TypeAlias = Generator["_Task", Any, Any]
+_Task: TypeAlias = "Generator[_Task, Any, Any]"
 
 
 def _drive(task: _Task) -> Any:
