@@ -80,6 +80,8 @@ class _Directives:
 
         An escape character right after another one is not a continuation.
         """
+        if not line.rstrip(" \t").endswith(self.escape):
+            return line, True  # the common case, without a regex scan
         match = self._continuation.search(line)
         if match is None:
             return line, True
@@ -116,17 +118,13 @@ def frontend_directives(lines: tuple[str, ...]) -> tuple[Directive, ...]:
     return tuple(found)
 
 
-def _physical_lines(text: str) -> Iterator[str]:
+def _physical_lines(text: str) -> list[str]:
     """The lines of text, each with its "\\n" (the last may lack one)."""
-    start = 0
-    length = len(text)
-    while start < length:
-        end = text.find("\n", start)
-        if end < 0:
-            yield text[start:]
-            return
-        yield text[start : end + 1]
-        start = end + 1
+    lines = [line + "\n" for line in text.split("\n")]
+    last = lines.pop()[:-1]
+    if last:
+        lines.append(last)
+    return lines
 
 
 def _trim_newline(line: str) -> str:
@@ -146,14 +144,15 @@ class _Reader:
 
     def __init__(self, text: str, filename: str) -> None:
         self.filename = filename
-        self.source_lines = tuple(_trim_newline(line) for line in _physical_lines(text))
-        self._lines = self._checked_lines(text)
+        physical = _physical_lines(text)
+        self.source_lines = tuple(map(_trim_newline, physical))
+        self._lines = self._checked_lines(physical)
         self.current_line = 0
         self.too_long = False
         self.directives = _Directives()
 
-    def _checked_lines(self, text: str) -> Iterator[str]:
-        for number, line in enumerate(_physical_lines(text)):
+    def _checked_lines(self, physical: list[str]) -> Iterator[str]:
+        for number, line in enumerate(physical):
             content = line.removesuffix("\n")
             if len(content) > MAX_LINE_BYTES // 4 and (
                 len(gotext.encode_source(content)) > MAX_LINE_BYTES
