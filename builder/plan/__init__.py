@@ -1,0 +1,1 @@
+"""Instructions, build arguments and a target → the Graph of steps the solver walks."""

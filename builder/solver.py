@@ -1,0 +1,247 @@
+"""Walk the graph: key each step, reuse a cached result or run the step, in parallel.
+
+The solver knows Steps, an executor behind a Protocol and the cache index;
+it never imports sandbox or snapshot code.  Only steps that make a layer are
+keyed and cached (config-only instructions never need running: the planner
+already computed the settings), and a RUN's key covers everything it sees —
+command, environment, user, working directory, shell — so an ENV change
+still invalidates the RUNs after it.  Stages whose dependencies are done run
+concurrently; two steps with the same key run once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from builder.plan.graph import (
+    BaseImage,
+    Graph,
+    HistoryRecord,
+    LayerRef,
+    ScratchBase,
+    Stage,
+    StageSource,
+    Step,
+)
+from builder.plan.settings import ImageSettings
+from cache.index import CacheEntry, CacheIndex
+from cache.keys import KeyBuilder
+
+__all__ = ["BuildStats", "Progress", "Solver", "StageState", "StepExecutor", "step_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class StageState:
+    """A stage (or a prefix of one): its layers, settings, history and cache key."""
+
+    key: str
+    layers: tuple[LayerRef, ...]
+    settings: ImageSettings
+    history: tuple[HistoryRecord, ...]
+
+
+class StepExecutor(Protocol):
+    def source_digest(self, step: Step, sources: Mapping[int, StageState]) -> str:
+        """A digest of what a COPY/ADD reads (its context files, stage or image)."""
+
+    def execute(
+        self, step: Step, parent: StageState, sources: Mapping[int, StageState]
+    ) -> LayerRef | None:
+        """Run the step on top of parent; the new layer, or None if nothing changed."""
+
+    def has_layer(self, layer: LayerRef) -> bool:
+        """Whether a cached layer can still be used (its blob or snapshot is there)."""
+
+
+class Progress(Protocol):
+    def step_started(self, step: Step) -> None: ...
+    def step_cached(self, step: Step) -> None: ...
+    def step_finished(self, step: Step, seconds: float) -> None: ...
+
+
+@dataclass
+class BuildStats:
+    """Counts for the summary line; updated under the solver's lock."""
+
+    steps: int = 0
+    cached: int = 0
+    ran: int = 0
+    records: list[tuple[int, str, bool, float]] = field(default_factory=list)
+
+    @property
+    def hit_rate(self) -> float:
+        keyed = self.cached + self.ran
+        return self.cached / keyed if keyed else 1.0
+
+
+def base_state(stage: Stage, states: Mapping[int, StageState]) -> StageState:
+    base = stage.base
+    if isinstance(base, StageSource):
+        parent = states[base.stage]
+        return StageState(parent.key, parent.layers, stage.initial, parent.history)
+    if isinstance(base, ScratchBase):
+        return StageState(
+            KeyBuilder("pybuild.base.v1").text("scratch").hexdigest(), (), stage.initial, ()
+        )
+    assert isinstance(base, BaseImage)
+    key = KeyBuilder("pybuild.base.v1").text(base.manifest_digest).hexdigest()
+    return StageState(key, base.layers, stage.initial, base.history)
+
+
+def step_key(step: Step, parent_key: str, source_digest: str) -> str:
+    """The cache key of a layer-making step: parent, what it does, what it reads."""
+    instruction = step.instruction
+    builder = KeyBuilder(f"pybuild.{step.kind}.v1").text(parent_key)
+    before = step.before
+    if step.kind == "run":
+        builder.texts(getattr(instruction, "command", ()))
+        builder.text(str(getattr(instruction, "prepends_shell", False)))
+        builder.texts(before.effective_shell())
+        builder.pairs(before.env).pairs(step.key_args)
+        builder.text(before.effective_workdir()).text(before.user)
+        builder.texts(getattr(instruction, "mounts", ()))
+        builder.text(getattr(instruction, "network", "")).text(getattr(instruction, "security", ""))
+        for heredoc in getattr(instruction, "heredocs", ()):
+            builder.text(heredoc.name).text(heredoc.content).text(str(heredoc.chomp))
+    elif step.kind == "copy":
+        for name in ("sources", "destination", "chown", "chmod", "link", "parents",
+                     "excludes", "keep_git_dir", "checksum", "unpack"):
+            value = getattr(instruction, name, None)
+            builder.text(repr(value))
+        for content in getattr(instruction, "source_contents", ()):
+            builder.text(content.path).text(content.data)
+        builder.text(instruction.keyword)
+        builder.text(before.effective_workdir()).text(before.user)
+        builder.text(source_digest)
+    elif step.kind == "mkdir":
+        builder.text(step.after.effective_workdir()).text(before.user)
+    return builder.hexdigest()
+
+
+class Solver:
+    def __init__(
+        self,
+        *,
+        executor: StepExecutor,
+        index: CacheIndex,
+        progress: Progress,
+        no_cache: bool = False,
+        workers: int = 4,
+    ) -> None:
+        self._executor = executor
+        self._index = index
+        self._progress = progress
+        self._no_cache = no_cache
+        self._workers = workers
+        self._lock = threading.Lock()
+        self._inflight: dict[str, Future[LayerRef | None]] = {}
+        self.stats = BuildStats()
+
+    def solve(self, graph: Graph) -> dict[int, StageState]:
+        """Build every stage of graph; returns each stage's final state."""
+        states: dict[int, StageState] = {}
+        futures: dict[int, Future[StageState]] = {}
+        with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="stage") as pool:
+            for stage in graph.stages:
+                dependencies = [futures[index] for index in sorted(stage.dependencies())]
+                futures[stage.index] = pool.submit(self._solve_stage, stage, dependencies)
+            try:
+                for index, future in futures.items():
+                    states[index] = future.result()
+            except BaseException:
+                for future in futures.values():
+                    future.cancel()
+                raise
+        return states
+
+    def _solve_stage(
+        self, stage: Stage, dependencies: list[Future[StageState]]
+    ) -> StageState:
+        for dependency in dependencies:
+            dependency.result()
+        sources = {
+            index: future.result()
+            for index, future in zip(sorted(stage.dependencies()), dependencies, strict=True)
+        }
+        state = base_state(stage, sources)
+        for step in stage.steps:
+            state = self._solve_step(step, state, sources)
+        return state
+
+    def _solve_step(
+        self, step: Step, parent: StageState, sources: Mapping[int, StageState]
+    ) -> StageState:
+        with self._lock:
+            self.stats.steps += 1
+        if not step.makes_layer:
+            self._progress.step_started(step)
+            self._progress.step_finished(step, 0.0)
+            history = (*parent.history, _history(step, empty=True))
+            return StageState(parent.key, parent.layers, step.after, history)
+        digest = ""
+        if step.kind == "copy" and step.source is not None:
+            digest = self._executor.source_digest(step, sources)
+        key = step_key(step, parent.key, digest)
+        started = time.perf_counter()
+        layer, cached = self._layer_for(step, key, parent, sources)
+        seconds = time.perf_counter() - started
+        with self._lock:
+            if cached:
+                self.stats.cached += 1
+            else:
+                self.stats.ran += 1
+            self.stats.records.append((step.id, key, cached, seconds))
+        layers = parent.layers if layer is None else (*parent.layers, layer)
+        history = (*parent.history, _history(step, empty=layer is None))
+        return StageState(key, layers, step.after, history)
+
+    def _layer_for(
+        self, step: Step, key: str, parent: StageState, sources: Mapping[int, StageState]
+    ) -> tuple[LayerRef | None, bool]:
+        """(layer, was it a cache hit): from the index, from a running twin, or by running."""
+        if not self._no_cache:
+            entry = self._index.lookup(key)
+            if entry is not None:
+                layer = LayerRef(entry.diff_id, entry.size) if entry.diff_id else None
+                if layer is None or self._executor.has_layer(layer):
+                    self._index.touch(key)
+                    self._progress.step_cached(step)
+                    return layer, True
+                self._index.forget(key)  # its blob is gone: run the step again
+        with self._lock:
+            running = self._inflight.get(key)
+            owner = running is None
+            if owner:
+                running = Future()
+                self._inflight[key] = running
+        assert running is not None
+        if not owner:
+            # An identical step is running in another stage: wait for it.
+            self._progress.step_cached(step)
+            return running.result(), True
+        self._progress.step_started(step)
+        started = time.perf_counter()
+        try:
+            layer = self._executor.execute(step, parent, sources)
+        except BaseException as err:
+            running.set_exception(err)
+            with self._lock:
+                del self._inflight[key]
+            raise
+        self._index.record(
+            CacheEntry(key, layer.diff_id if layer else "", layer.size if layer else 0)
+        )
+        running.set_result(layer)
+        self._progress.step_finished(step, time.perf_counter() - started)
+        return layer, False
+
+
+def _history(step: Step, *, empty: bool) -> HistoryRecord:
+    return HistoryRecord(created="", created_by=step.created_by, comment="buildkit.dockerfile.v0",
+                         empty_layer=empty)
+
