@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # typing is imported for the type checker only: it costs start-up time.
 TYPE_CHECKING = False
@@ -77,7 +77,60 @@ def _parser() -> argparse.ArgumentParser:
         help="also type every instruction (refuse unknown instructions and bad flags)",
     )
     parse.set_defaults(run=_run_parse)
+    _add_image_commands(commands)
     return parser
+
+
+COMMANDS = ("parse", "build", "images", "inspect", "history", "tag", "rmi", "import", "load")
+
+
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from builder import cli_images
+
+        command: Callable[[argparse.Namespace], int] = getattr(cli_images, name)
+        return command(args)
+
+    return run
+
+
+def _add_image_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text,
+                                  formatter_class=_Formatter)
+        sub.add_argument("--root", metavar="DIR",
+                         help="the pybuild root (default: $PYBUILD_ROOT or /var/lib/pybuild)")
+        sub.set_defaults(run=_lazy(f"run_{name}"))
+        return sub
+
+    build = command("build", "build an image from a Dockerfile")
+    build.add_argument("context", metavar="CONTEXT", help="the build context directory")
+    build.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
+                       help="name the image (repeatable)")
+    build.add_argument("-f", "--file", metavar="DOCKERFILE",
+                       help="the Dockerfile (default: CONTEXT/Dockerfile; '-' for stdin)")
+    build.add_argument("--build-arg", action="append", default=[], metavar="NAME[=VALUE]",
+                       help="set a build argument (repeatable)")
+    build.add_argument("--target", metavar="STAGE", help="build this stage")
+    build.add_argument("--no-cache", action="store_true", help="do not use the cache")
+    build.add_argument("--progress", choices=("auto", "plain", "tty", "quiet"),
+                       default="auto", help="how to show progress")
+    command("images", "list images")
+    inspect = command("inspect", "show an image's manifest and config as JSON")
+    inspect.add_argument("names", nargs="+", metavar="NAME")
+    history = command("history", "show an image's history")
+    history.add_argument("name", metavar="NAME")
+    history.add_argument("--no-trunc", action="store_true", help="do not truncate")
+    tag = command("tag", "give an image another name")
+    tag.add_argument("source", metavar="SOURCE")
+    tag.add_argument("target", metavar="TARGET")
+    rmi = command("rmi", "remove image names")
+    rmi.add_argument("names", nargs="+", metavar="NAME")
+    imported = command("import", "make an image from a root file system (dir or tar)")
+    imported.add_argument("source", metavar="ROOTFS")
+    imported.add_argument("-t", "--tag", required=True, metavar="NAME[:TAG]")
+    load = command("load", "load images from an OCI or docker archive")
+    load.add_argument("-i", "--input", required=True, metavar="FILE")
 
 
 def _read_dockerfile(path: str) -> tuple[bytes, str]:
@@ -117,16 +170,19 @@ def _run_parse(args: argparse.Namespace) -> int:
 
 def describe_error(err: PybuildError) -> str:
     """An error as the CLI prints it: the place, the message, the lines."""
-    from builder.errors import DockerfileError
+    from builder.errors import DockerfileError, StepFailed
 
     lines = [f"error: {err}"]
-    if isinstance(err, DockerfileError) and err.location is not None and err.source_lines:
-        first = err.location.start_line
-        width = len(str(first + len(err.source_lines) - 1))
-        shown = err.source_lines[:6]
+    if not isinstance(err, DockerfileError | StepFailed):
+        return lines[0]
+    location, source_lines = err.location, err.source_lines
+    if location is not None and source_lines:
+        first = location.start_line
+        width = len(str(first + len(source_lines) - 1))
+        shown = source_lines[:6]
         for offset, text in enumerate(shown):
             lines.append(f" {first + offset:>{width}} | {_printable(text)}")
-        if len(err.source_lines) > len(shown):
+        if len(source_lines) > len(shown):
             lines.append(f" {'':>{width}} | ...")
     return "\n".join(lines)
 
@@ -139,7 +195,13 @@ def _printable(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] not in COMMANDS and arguments[0] not in (
+        "-h", "--help", "--version"
+    ):
+        # `pybuild -t app .` is `pybuild build -t app .`, as docker build is.
+        arguments.insert(0, "build")
+    args = _parser().parse_args(arguments)
     from builder.errors import PybuildError
 
     try:

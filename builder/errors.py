@@ -132,7 +132,30 @@ class BuildError(PybuildError):
 
 
 class StepFailed(BuildError):
-    """A step's command exited non-zero."""
+    """A step failed: its command exited non-zero, or a COPY could not be done.
+
+    Carries the step's place in the Dockerfile (and its lines) so the CLI can
+    point at it, and the exit code when a command failed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int | None = None,
+        location: SourceLocation | None = None,
+        source_lines: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.location = location
+        self.source_lines = source_lines
+
+    def __str__(self) -> str:
+        if self.location is None:
+            return self.message
+        return f"{self.location}: {self.message}"
 
 
 class SandboxError(PybuildError):

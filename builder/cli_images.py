@@ -1,0 +1,156 @@
+"""The image-store commands of the CLI: build, images, inspect, history, tag, rmi, import, load.
+
+Each ``run_*`` takes the parsed argparse namespace and returns an exit code;
+cli.py only declares the arguments.  Imports are late: ``pybuild parse``
+must not pay for any of this.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+    from builder.engine import Root
+
+__all__ = [
+    "run_build",
+    "run_history",
+    "run_images",
+    "run_import",
+    "run_inspect",
+    "run_load",
+    "run_rmi",
+    "run_tag",
+]
+
+
+def _root(args: argparse.Namespace) -> Root:
+    from builder.engine import default_root, open_root
+
+    return open_root(Path(args.root) if args.root else default_root())
+
+
+def _build_arg(text: str) -> tuple[str, str | None]:
+    name, sep, value = text.partition("=")
+    return (name, value if sep else None)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from builder.engine import BuildRequest, build, default_root
+    from builder.errors import UsageError
+
+    context = Path(args.context)
+    if args.file == "-":
+        dockerfile, name, path = sys.stdin.buffer.read(), "Dockerfile", None
+    else:
+        path = Path(args.file) if args.file else context / "Dockerfile"
+        try:
+            dockerfile = path.read_bytes()
+        except OSError as err:
+            raise UsageError(f"reading {path}: {err.strerror or err}") from err
+        name = str(path) if args.file else "Dockerfile"
+    for text in args.build_arg:
+        if not text.partition("=")[0]:
+            raise UsageError(f"--build-arg {text!r}: expected NAME[=VALUE]")
+    request = BuildRequest(
+        context=context,
+        dockerfile=dockerfile,
+        dockerfile_name=name,
+        dockerfile_path=path,
+        root=Path(args.root) if args.root else default_root(),
+        tags=tuple(args.tag),
+        build_args=tuple(_build_arg(text) for text in args.build_arg),
+        target=args.target or "",
+        no_cache=args.no_cache,
+        progress=args.progress,
+    )
+    result = build(request)
+    if args.progress == "quiet":
+        print(result.manifest_digest)
+    return 0
+
+
+def run_images(args: argparse.Namespace) -> int:
+    root = _root(args)
+    rows = [("NAME", "IMAGE ID", "CREATED", "SIZE")]
+    for record in root.images.images():
+        digest = record.manifest_digest.removeprefix("sha256:")[:12]
+        rows.append((record.name, digest, record.created, _size(record.size)))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.3g}{unit}" if unit != "B" else f"{size}B"
+        value /= 1000
+    return f"{size}B"
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    root = _root(args)
+    out = []
+    for name in args.names:
+        manifest = root.images.resolve(name)
+        out.append({
+            "Name": name,
+            "Digest": manifest.digest,
+            "Manifest": root.images.manifest(manifest).to_json(),
+            "Config": root.images.config(manifest).to_json(),
+        })
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    root = _root(args)
+    config = root.images.config(root.images.resolve(args.name))
+    print("CREATED              CREATED BY                                          LAYER")
+    for entry in reversed(config.history):
+        text = entry.created_by.replace("\n", " ")
+        if len(text) > 50 and not args.no_trunc:
+            text = text[:47] + "..."
+        layer = "-" if entry.empty_layer else "yes"
+        print(f"{entry.created[:19]:<20} {text:<51} {layer}")
+    return 0
+
+
+def run_tag(args: argparse.Namespace) -> int:
+    root = _root(args)
+    root.images.tag(args.target, root.images.resolve(args.source))
+    return 0
+
+
+def run_rmi(args: argparse.Namespace) -> int:
+    root = _root(args)
+    for name in args.names:
+        for removed in root.images.remove(name):
+            print(f"Untagged: {removed}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from builder.image.archive import import_rootfs
+
+    root = _root(args)
+    manifest = import_rootfs(Path(args.source), root.images, root.blobs, name=args.tag)
+    print(manifest.digest)
+    return 0
+
+
+def run_load(args: argparse.Namespace) -> int:
+    from builder.image.archive import load_archive
+
+    root = _root(args)
+    for name, manifest in load_archive(Path(args.input), root.images, root.blobs):
+        print(f"Loaded image: {name or manifest.digest}")
+    return 0

@@ -1,0 +1,261 @@
+"""One build, end to end: BuildRequest → plan → solve → image in the store → report.
+
+This module wires the collaborators together and owns nothing else: the
+planner reads images through ``resolve_image``, the solver runs steps through
+the LayerExecutor, and the final stage becomes an OCI image in ROOT.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import DockerfileError, StoreError, UsageError
+from builder.frontend import commands
+from builder.image import oci
+from builder.image.config import ContainerConfig, HistoryEntry, ImageConfig
+from builder.image.config import Healthcheck as ConfigHealthcheck
+from builder.image.store import ImageStore
+from builder.plan.graph import BaseImage, HistoryRecord, LayerRef
+from builder.plan.planner import PlanRequest, plan_build
+from builder.plan.settings import HealthSettings, ImageSettings
+from builder.progress import PlainProgress, make_progress, summary_line
+from builder.solver import Solver, StageState
+from cache.blobs import BlobStore
+from cache.index import CacheIndex
+
+__all__ = ["BuildRequest", "BuildResult", "build", "default_root", "open_root"]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRequest:
+    """Everything the command line says about one build, and nothing else."""
+
+    context: Path
+    dockerfile: bytes
+    dockerfile_name: str
+    dockerfile_path: Path | None
+    root: Path
+    tags: tuple[str, ...] = ()
+    build_args: tuple[tuple[str, str | None], ...] = ()
+    target: str = ""
+    no_cache: bool = False
+    progress: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    manifest_digest: str
+    config_digest: str
+    tags: tuple[str, ...]
+    steps: int
+    cached: int
+    ran: int
+    seconds: float
+
+
+def default_root() -> Path:
+    configured = os.environ.get("PYBUILD_ROOT")
+    if configured:
+        return Path(configured)
+    if os.geteuid() == 0:
+        return Path("/var/lib/pybuild")
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(data_home) / "pybuild"
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    path: Path
+    blobs: BlobStore
+    images: ImageStore
+
+
+def open_root(path: Path) -> Root:
+    try:
+        for sub in ("blobs/sha256", "snapshots", "tmp"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"creating the pybuild root {path}: {err.strerror}") from err
+    blobs = BlobStore(path)
+    return Root(path, blobs, ImageStore(path, blobs=blobs))
+
+
+def _settings_from_config(config: ContainerConfig) -> ImageSettings:
+    env = tuple(tuple(entry.split("=", 1)) if "=" in entry else (entry, "") for entry in config.env)
+    health = None
+    if config.healthcheck is not None:
+        check = config.healthcheck
+        health = HealthSettings(check.test, check.interval_ns, check.timeout_ns,
+                                check.start_period_ns, check.start_interval_ns, check.retries)
+    return ImageSettings(
+        env=env,  # type: ignore[arg-type]
+        workdir=config.working_dir,
+        user=config.user,
+        shell=config.shell,
+        cmd=config.cmd or None,
+        entrypoint=config.entrypoint or None,
+        labels=config.labels,
+        exposed_ports=config.exposed_ports,
+        volumes=config.volumes,
+        stop_signal=config.stop_signal,
+        healthcheck=health,
+        onbuild=config.on_build,
+    )
+
+
+def _image_resolver(root: Root) -> Callable[[str, commands.Instruction], BaseImage]:
+    def resolve(name: str, instruction: commands.Instruction) -> BaseImage:
+        try:
+            manifest_desc = root.images.resolve(name)
+        except StoreError as err:
+            raise DockerfileError(
+                f"{name}: image not found in the local store ({root.path}); "
+                "use pybuild import or pybuild load to add it",
+                location=instruction.location,
+            ) from err
+        manifest = root.images.manifest(manifest_desc)
+        config = root.images.config(manifest_desc)
+        layers = tuple(
+            LayerRef(diff_id, layer.size)
+            for diff_id, layer in zip(config.diff_ids, manifest.layers, strict=False)
+        )
+        history = tuple(
+            HistoryRecord(entry.created, entry.created_by, entry.comment, entry.empty_layer)
+            for entry in config.history
+        )
+        return BaseImage(
+            reference=name,
+            manifest_digest=manifest_desc.digest,
+            settings=_settings_from_config(config.config),
+            layers=layers,
+            history=history,
+            architecture=config.architecture,
+            os=config.os,
+            author=config.author,
+        )
+
+    return resolve
+
+
+def _container_config(settings: ImageSettings) -> ContainerConfig:
+    health = None
+    if settings.healthcheck is not None:
+        check = settings.healthcheck
+        health = ConfigHealthcheck(
+            test=check.test, interval_ns=check.interval_ns, timeout_ns=check.timeout_ns,
+            start_period_ns=check.start_period_ns, start_interval_ns=check.start_interval_ns,
+            retries=check.retries,
+        )
+    ports = tuple(port if "/" in port else f"{port}/tcp" for port in settings.exposed_ports)
+    return ContainerConfig(
+        user=settings.user,
+        exposed_ports=ports,
+        env=tuple(f"{key}={value}" for key, value in settings.env),
+        entrypoint=settings.entrypoint or (),
+        cmd=settings.cmd or (),
+        volumes=settings.volumes,
+        working_dir=settings.workdir,
+        labels=settings.labels,
+        stop_signal=settings.stop_signal,
+        healthcheck=health,
+        on_build=settings.onbuild,
+        shell=settings.shell,
+    )
+
+
+def _created_time() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = (
+        datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
+        if epoch and epoch.isdigit()
+        else datetime.datetime.now(datetime.UTC)
+    )
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+
+
+def _export(root: Root, state: StageState, architecture: str, author: str) -> oci.Descriptor:
+    created = _created_time()
+    history = tuple(
+        HistoryEntry(
+            created=record.created or created,
+            created_by=record.created_by,
+            comment=record.comment,
+            empty_layer=record.empty_layer,
+        )
+        for record in state.history
+    )
+    config = ImageConfig(
+        architecture=architecture,
+        os="linux",
+        created=created,
+        author=author,
+        config=_container_config(state.settings),
+        diff_ids=tuple(layer.diff_id for layer in state.layers),
+        history=history,
+    )
+    layers = [oci.Descriptor(oci.OCI_LAYER, layer.diff_id, layer.size) for layer in state.layers]
+    return root.images.put_image(config, layers)
+
+
+def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> BuildResult:
+    """Run one build; raises PybuildError subclasses on failure."""
+    from builder.context import BuildContext, StatCache
+    from builder.dockerignore import load_ignore
+    from builder.ops.executor import LayerExecutor
+    from builder.plan.planner import platform_args
+    from builder.snapshot.store import SnapshotStore
+
+    started = time.perf_counter()
+    if not request.context.is_dir():
+        raise UsageError(f"context {request.context}: not a directory")
+    root = open_root(request.root)
+    graph = plan_build(
+        request.dockerfile,
+        PlanRequest(build_args=request.build_args, target=request.target,
+                    filename=request.dockerfile_name),
+        _image_resolver(root),
+    )
+    total = sum(len(stage.steps) for stage in graph.stages)
+    view = progress or make_progress(request.progress, total)
+    view.set_stage_names({stage.index: stage.name for stage in graph.stages})
+    context = BuildContext(
+        request.context.resolve(),
+        load_ignore(request.context, request.dockerfile_path),
+        stat_cache=StatCache(request.root / "statcache"),
+    )
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    executor = LayerExecutor(
+        blobs=root.blobs,
+        snapshots=SnapshotStore(request.root),
+        context=context,
+        log=view.step_log,
+        source_date_epoch=int(epoch) if epoch and epoch.isdigit() else None,
+    )
+    solver = Solver(
+        executor=executor,
+        index=CacheIndex(request.root / "cache.db"),
+        progress=view,
+        no_cache=request.no_cache,
+    )
+    try:
+        states = solver.solve(graph)
+    finally:
+        view.close()
+    target = graph.stage(graph.target)
+    base = target.base
+    architecture = platform_args()["TARGETARCH"]
+    author = base.author if isinstance(base, BaseImage) else ""
+    manifest = _export(root, states[graph.target], architecture, author)
+    tags = tuple(root.images.tag(name, manifest) for name in request.tags)
+    config_digest = root.images.manifest(manifest).config.digest
+    seconds = time.perf_counter() - started
+    stats = solver.stats
+    view.message(summary_line(steps=stats.steps, cached=stats.cached, ran=stats.ran,
+                              seconds=seconds, digest=manifest.digest))
+    return BuildResult(manifest.digest, config_digest, tags, stats.steps, stats.cached,
+                       stats.ran, seconds)
