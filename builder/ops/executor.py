@@ -97,9 +97,18 @@ class LayerExecutor:
     # -- pieces ---------------------------------------------------------------------
 
     def _lower_keys(self, layers: tuple[LayerRef, ...]) -> list[str]:
-        keys = []
+        """Snapshot keys for an overlay over layers, top first, each once.
+
+        Overlay refuses one dir twice (ELOOP), and two steps can make the same
+        layer (RUNs that only touched the same directories).  Dropping the
+        deeper copy changes nothing: the upper copy makes the same changes
+        again, over everything between them.
+        """
+        keys: list[str] = []
         for layer in reversed(layers):  # overlay wants the top layer first
             key = _hex(layer.diff_id)
+            if key in keys:
+                continue
             self._snapshots.ensure_from_tar(key, functools.partial(self._open_blob, layer.diff_id))
             keys.append(key)
         return keys

@@ -1,0 +1,199 @@
+"""Whole builds through the CLI, on a busybox base: the Dockerfile asserts, the store is judged.
+
+A ``RUN test ...`` line is the check (as BuildKit's own integration tests
+do); skopeo and umoci judge what lands in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Runner
+
+pytestmark = pytest.mark.root
+
+
+def _context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
+    context = tmp_path / "context"
+    context.mkdir(exist_ok=True)
+    (context / "Dockerfile").write_text(dockerfile)
+    for name, text in (files or {}).items():
+        path = context / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return context
+
+
+def _summary(stderr: str) -> tuple[int, int]:
+    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
+    assert match, stderr
+    return int(match.group(1)), int(match.group(2))
+
+
+def _mounts_under(path: Path) -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if str(path) in line]
+
+
+def test_single_stage_build_then_fully_cached(pybuild: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, (
+        "FROM busybox\n"
+        "COPY foo /etc/foo\n"
+        "RUN cp /etc/foo /etc/bar && test \"$(cat /etc/bar)\" = hello\n"
+        "ENV GREETING=hi\n"
+        "WORKDIR /app\n"
+        'CMD ["sh"]\n'
+    ), {"foo": "hello\n"})
+    first = pybuild("build", "--progress", "plain", "-t", "app", str(context))
+    assert first.returncode == 0, first.stderr
+    assert _summary(first.stderr) == (3, 0)
+    second = pybuild("build", "--progress", "plain", "-t", "app", str(context))
+    assert second.returncode == 0, second.stderr
+    assert _summary(second.stderr) == (0, 3)
+    assert "#2 CACHED" in second.stderr
+    assert _mounts_under(tmp_path) == []
+
+
+def test_changed_file_and_build_arg_miss_only_dependent_steps(
+    pybuild: Runner, tmp_path: Path
+) -> None:
+    # Every RUN after an ARG sees it (as BuildKit's docs say), so the ARG
+    # comes after the steps that must stay cached.
+    dockerfile = (
+        "FROM busybox\n"
+        "RUN echo independent > /a\n"
+        "COPY foo /foo\n"
+        "ARG V=1\n"
+        "RUN echo $V > /v\n"
+    )
+    context = _context(tmp_path, dockerfile, {"foo": "one"})
+    assert pybuild("build", "--progress", "plain", str(context)).returncode == 0
+    (context / "foo").write_text("two")
+    changed = pybuild("build", "--progress", "plain", str(context))
+    assert _summary(changed.stderr) == (2, 1)
+    arg = pybuild("build", "--progress", "plain", "--build-arg", "V=2", str(context))
+    assert _summary(arg.stderr) == (1, 2)
+
+
+def test_state_is_visible_in_later_runs(pybuild: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, (
+        "FROM busybox\n"
+        "ENV A=1\n"
+        "WORKDIR /work/dir\n"
+        "RUN test \"$A\" = 1 && test \"$(pwd)\" = /work/dir\n"
+        "USER app\n"
+        "RUN test \"$(id -u)\" = 1000 && test \"$(id -G)\" = \"1000 50\"\n"
+        "USER root\n"
+        'SHELL ["/bin/sh", "-ec"]\n'
+        "RUN test \"$0\" = /bin/sh\n"
+        "ARG B=two\n"
+        "RUN test \"$B\" = two\n"
+    ))
+    result = pybuild("build", "--progress", "plain", str(context))
+    assert result.returncode == 0, result.stderr
+
+
+def test_multistage_copy_from_and_target(pybuild: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, (
+        "FROM busybox AS base\n"
+        "RUN echo built > /etc/bar\n"
+        "FROM busybox AS unused\n"
+        "RUN exit 1\n"
+        "FROM scratch\n"
+        "COPY --from=base /etc/bar /bar\n"
+    ))
+    result = pybuild("build", "--progress", "plain", "-t", "multi", str(context))
+    assert result.returncode == 0, result.stderr
+    assert "exit 1" not in result.stderr
+
+
+def test_whiteouts_and_opaque_dirs_reach_the_image(
+    pybuild: Runner, pybuild_root: Path, tmp_path: Path
+) -> None:
+    if shutil.which("umoci") is None:
+        pytest.skip("umoci is not installed")
+    context = _context(tmp_path, (
+        "FROM busybox\n"
+        "RUN mkdir -p /d/sub && echo x > /d/sub/f && echo y > /gone\n"
+        "RUN rm /gone && rm -r /d && mkdir /d && echo z > /d/new\n"
+    ))
+    assert pybuild("build", "-t", "wh", str(context)).returncode == 0
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{pybuild_root}:wh:latest", str(bundle)],
+                   check=True, capture_output=True)
+    rootfs = bundle / "rootfs"
+    assert not (rootfs / "gone").exists()
+    assert sorted(path.name for path in (rootfs / "d").iterdir()) == ["new"]
+    assert (rootfs / "d" / "new").read_text() == "z\n"
+
+
+def test_failing_run_reports_exit_code_and_output(pybuild: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, "FROM busybox\nRUN echo about to fail && exit 3\n")
+    result = pybuild("build", "--progress", "plain", str(context))
+    assert result.returncode == 1
+    assert "exit code: 3" in result.stderr
+    assert "about to fail" in result.stderr
+    assert "Dockerfile:2" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _mounts_under(tmp_path) == []
+
+
+def test_store_is_an_oci_layout_skopeo_reads(
+    pybuild: Runner, pybuild_root: Path, tmp_path: Path
+) -> None:
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    context = _context(tmp_path, (
+        "FROM busybox\nLABEL a=b\nEXPOSE 8080\nENTRYPOINT [\"sh\"]\n"
+        "RUN echo hi > /hi\n"
+    ))
+    assert pybuild("build", "-t", "judged:1", str(context)).returncode == 0
+    inspected = subprocess.run(
+        ["skopeo", "inspect", "--config", f"oci:{pybuild_root}:judged:1"],
+        capture_output=True, text=True, check=True,
+    )
+    config = json.loads(inspected.stdout)
+    assert config["config"]["Labels"] == {"a": "b"}
+    assert config["config"]["ExposedPorts"] == {"8080/tcp": {}}
+    assert config["config"]["Entrypoint"] == ["sh"]
+    assert "Cmd" not in config["config"]
+    assert len(config["rootfs"]["diff_ids"]) == 2
+    history = [entry.get("empty_layer", False) for entry in config["history"]]
+    assert history[-4:] == [True, True, True, False]
+
+
+def test_images_inspect_history_tag_rmi(pybuild: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, "FROM busybox\nRUN touch /x\n")
+    assert pybuild("build", "-t", "one", str(context)).returncode == 0
+    assert pybuild("tag", "one", "two:latest").returncode == 0
+    listing = pybuild("images").stdout
+    assert "one:latest" in listing and "two:latest" in listing
+    inspected = json.loads(pybuild("inspect", "two").stdout)
+    assert inspected[0]["Config"]["rootfs"]["diff_ids"]
+    history = pybuild("history", "one").stdout
+    assert "RUN /bin/sh -c touch /x" in history
+    assert pybuild("rmi", "one").returncode == 0
+    assert "one:latest" not in pybuild("images").stdout
+
+
+def test_dockerfile_from_stdin_and_shorthand(pybuild_root: Path, tmp_path: Path) -> None:
+    from tests.e2e.conftest import _run
+
+    context = _context(tmp_path, "unused\n")
+    result = _run(["-t", "stdin", "--root", str(pybuild_root), "-f", "-", str(context)],
+                  stdin="FROM busybox\nRUN true\n")
+    assert result.returncode == 0, result.stderr
+
+
+def test_unknown_base_image_is_a_located_error(pybuild: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, "FROM nosuchimage:1\nRUN true\n")
+    result = pybuild("build", str(context))
+    assert result.returncode == 1
+    assert "Dockerfile:1" in result.stderr and "nosuchimage" in result.stderr
+    assert "Traceback" not in result.stderr
