@@ -18,17 +18,18 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from builder.context import BuildContext, SourceView
 from builder.errors import BuildError, StepFailed
 from builder.frontend import commands
-from builder.ops import run as run_op
-from builder.ops.copy import CopyRequest, InlineFile, copy_into
 from builder.plan.graph import ContextSource, ImageSource, LayerRef, StageSource, Step
-from builder.sandbox.users import resolve_user
-from builder.snapshot.diff import write_layer
-from builder.snapshot.store import SnapshotStore
 from builder.solver import StageState
 from cache.blobs import BlobStore
+
+# What only a step that runs needs (sandbox, copy, layer writing) is imported
+# when a step runs: a fully cached build must not pay for it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from builder.context import BuildContext, SourceView
+    from builder.snapshot.store import SnapshotStore
 
 __all__ = ["LayerExecutor"]
 
@@ -62,6 +63,7 @@ class LayerExecutor:
     def has_layer(self, layer: LayerRef) -> bool:
         return self._snapshots.exists(_hex(layer.diff_id)) or self._blobs.has(layer.diff_id)
 
+
     def source_digest(self, step: Step, sources: Mapping[int, StageState]) -> str:
         instruction = step.instruction
         assert isinstance(instruction, commands.Copy | commands.Add)
@@ -81,6 +83,8 @@ class LayerExecutor:
     def execute(
         self, step: Step, parent: StageState, sources: Mapping[int, StageState]
     ) -> LayerRef | None:
+        from builder.ops import run as run_op
+
         lower = self._lower_keys(parent.layers)
         with self._snapshots.prepare(lower, keep_upper_on_error=step.kind == "run") as active:
             rootfs = active.rootfs
@@ -117,6 +121,8 @@ class LayerExecutor:
         return self._blobs.open(digest, verify=True)
 
     def _commit(self, upper: Path) -> LayerRef | None:
+        from builder.snapshot.diff import write_layer
+
         with self._blobs.writer() as writer:
             stats = write_layer(
                 upper, cast(BinaryIO, writer), source_date_epoch=self._epoch
@@ -138,6 +144,8 @@ class LayerExecutor:
     def _source_view(
         self, step: Step, sources: Mapping[int, StageState]
     ) -> Iterator[SourceView | None]:
+        from builder.context import SourceView
+
         if isinstance(step.source, ContextSource):
             instruction = step.instruction
             assert isinstance(instruction, commands.Copy | commands.Add)
@@ -158,6 +166,10 @@ class LayerExecutor:
             yield SourceView(source.rootfs)
 
     def _copy(self, step: Step, rootfs: Path, view: SourceView | None) -> None:
+        from builder.context import SourceView
+        from builder.ops.copy import CopyRequest, InlineFile, copy_into
+        from builder.sandbox.users import resolve_user
+
         instruction = step.instruction
         assert isinstance(instruction, commands.Copy | commands.Add)
         unpack = isinstance(instruction, commands.Add) and instruction.unpack is not False
@@ -190,6 +202,7 @@ class LayerExecutor:
     def _mkdir(self, step: Step, rootfs: Path) -> None:
         """WORKDIR creates its directory, owned by the current USER (BuildKit's rule)."""
         from builder.sandbox.paths import resolve
+        from builder.sandbox.users import resolve_user
 
         path = step.after.effective_workdir()
         target = os.path.join(rootfs, resolve(os.fspath(rootfs), path))
