@@ -168,21 +168,32 @@ def _container_config(settings: ImageSettings) -> ContainerConfig:
     )
 
 
-def _created_time() -> str:
+def _epoch_time() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    moment = (
-        datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
-        if epoch and epoch.isdigit()
-        else datetime.datetime.now(datetime.UTC)
-    )
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+    if not (epoch and epoch.isdigit()):
+        return ""
+    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _export(root: Root, state: StageState, architecture: str, author: str) -> oci.Descriptor:
-    created = _created_time()
+    """Write the final stage as an image.
+
+    Its ``created`` time is that of its newest history entry (the newest
+    layer this build made or reused), so a fully cached rebuild writes the
+    very same config and manifest, as docker's cached rebuilds keep their
+    image ID.  SOURCE_DATE_EPOCH, when set, overrides every time.
+    """
+    epoch = _epoch_time()
+    dated = [record.created for record in state.history if record.created]
+    created = epoch or (max(dated) if dated else _now())
     history = tuple(
         HistoryEntry(
-            created=record.created or created,
+            created=epoch or record.created or created,
             created_by=record.created_by,
             comment=record.comment,
             empty_layer=record.empty_layer,

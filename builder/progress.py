@@ -90,7 +90,7 @@ class TtyProgress(PlainProgress):
 
     def __init__(self, total_steps: int, out: TextIO | None = None) -> None:
         super().__init__(out)
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
 
         self._bar = tqdm(total=total_steps, unit="step", file=self._out, leave=False,
                          dynamic_ncols=True)

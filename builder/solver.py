@@ -139,7 +139,7 @@ class Solver:
         self._no_cache = no_cache
         self._workers = workers
         self._lock = threading.Lock()
-        self._inflight: dict[str, Future[LayerRef | None]] = {}
+        self._inflight: dict[str, Future[tuple[LayerRef | None, str]]] = {}
         self.stats = BuildStats()
 
     def solve(self, graph: Graph) -> dict[int, StageState]:
@@ -181,14 +181,17 @@ class Solver:
         if not step.makes_layer:
             self._progress.step_started(step)
             self._progress.step_finished(step, 0.0)
-            history = (*parent.history, _history(step, empty=True))
+            # A config-only step dates from the layer before it, so a fully
+            # cached rebuild gives the same config, hence the same image.
+            created = parent.history[-1].created if parent.history else ""
+            history = (*parent.history, _history(step, empty=True, created=created))
             return StageState(parent.key, parent.layers, step.after, history)
         digest = ""
         if step.kind == "copy" and step.source is not None:
             digest = self._executor.source_digest(step, sources)
         key = step_key(step, parent.key, digest)
         started = time.perf_counter()
-        layer, cached = self._layer_for(step, key, parent, sources)
+        layer, cached, created = self._layer_for(step, key, parent, sources)
         seconds = time.perf_counter() - started
         with self._lock:
             if cached:
@@ -197,13 +200,13 @@ class Solver:
                 self.stats.ran += 1
             self.stats.records.append((step.id, key, cached, seconds))
         layers = parent.layers if layer is None else (*parent.layers, layer)
-        history = (*parent.history, _history(step, empty=layer is None))
+        history = (*parent.history, _history(step, empty=layer is None, created=created))
         return StageState(key, layers, step.after, history)
 
     def _layer_for(
         self, step: Step, key: str, parent: StageState, sources: Mapping[int, StageState]
-    ) -> tuple[LayerRef | None, bool]:
-        """(layer, was it a cache hit): from the index, from a running twin, or by running."""
+    ) -> tuple[LayerRef | None, bool, str]:
+        """(layer, was it a hit, when it was made): from the index, a running twin, or by running."""
         if not self._no_cache:
             entry = self._index.lookup(key)
             if entry is not None:
@@ -211,7 +214,7 @@ class Solver:
                 if layer is None or self._executor.has_layer(layer):
                     self._index.touch(key)
                     self._progress.step_cached(step)
-                    return layer, True
+                    return layer, True, _timestamp(entry.created)
                 self._index.forget(key)  # its blob is gone: run the step again
         with self._lock:
             running = self._inflight.get(key)
@@ -223,7 +226,8 @@ class Solver:
         if not owner:
             # An identical step is running in another stage: wait for it.
             self._progress.step_cached(step)
-            return running.result(), True
+            layer, created = running.result()
+            return layer, True, created
         self._progress.step_started(step)
         started = time.perf_counter()
         try:
@@ -233,15 +237,25 @@ class Solver:
             with self._lock:
                 del self._inflight[key]
             raise
+        made = time.time()
         self._index.record(
-            CacheEntry(key, layer.diff_id if layer else "", layer.size if layer else 0)
+            CacheEntry(key, layer.diff_id if layer else "", layer.size if layer else 0, made)
         )
-        running.set_result(layer)
+        created = _timestamp(made)
+        running.set_result((layer, created))
         self._progress.step_finished(step, time.perf_counter() - started)
-        return layer, False
+        return layer, False, created
 
 
-def _history(step: Step, *, empty: bool) -> HistoryRecord:
-    return HistoryRecord(created="", created_by=step.created_by, comment="buildkit.dockerfile.v0",
-                         empty_layer=empty)
+def _history(step: Step, *, empty: bool, created: str) -> HistoryRecord:
+    return HistoryRecord(created=created, created_by=step.created_by,
+                         comment="buildkit.dockerfile.v0", empty_layer=empty)
+
+
+def _timestamp(seconds: float) -> str:
+    """RFC 3339 in UTC with nanosecond-free precision, as Go prints time.Time."""
+    import datetime
+
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

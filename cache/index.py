@@ -35,6 +35,7 @@ class CacheEntry:
     cache_key: str
     diff_id: str  # "" for an empty step
     size: int
+    created: float = 0.0  # when the step first ran (seconds since the epoch)
 
 
 class CacheIndex:
@@ -61,13 +62,13 @@ class CacheIndex:
     def lookup(self, cache_key: str) -> CacheEntry | None:
         try:
             row = self._connect().execute(
-                "SELECT diff_id, size FROM steps WHERE cache_key = ?", (cache_key,)
+                "SELECT diff_id, size, created FROM steps WHERE cache_key = ?", (cache_key,)
             ).fetchone()
         except sqlite3.Error as err:
             raise CacheError(f"reading the cache index: {err}") from err
         if row is None:
             return None
-        return CacheEntry(cache_key, row[0], row[1])
+        return CacheEntry(cache_key, row[0], row[1], row[2])
 
     def touch(self, cache_key: str) -> None:
         try:
@@ -78,7 +79,7 @@ class CacheIndex:
             raise CacheError(f"updating the cache index: {err}") from err
 
     def record(self, entry: CacheEntry) -> None:
-        now = time.time()
+        now = entry.created or time.time()
         try:
             self._connect().execute(
                 "INSERT OR REPLACE INTO steps (cache_key, diff_id, size, created, last_used)"

@@ -328,6 +328,8 @@ class ImageStore:
             index = self._read_index()
             entries = change(list(index.manifests))
             entries.sort(key=lambda entry: (_ref_name(entry) or "", entry.digest))
+            if tuple(entries) == index.manifests:
+                return  # nothing changed (a rebuild re-tagging the same image): no rewrite
             updated = oci.Index(manifests=tuple(entries), annotations=index.annotations)
             self._write_atomically(self._index_path, oci.canonical_json(updated.to_json()))
 

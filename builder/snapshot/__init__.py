@@ -9,13 +9,7 @@ new mount API, for chains past one page of options).
 
 from __future__ import annotations
 
-from builder.snapshot.apply import extract_layer
-from builder.snapshot.diff import LayerStats, write_layer
-
-# mount() and umount() stay in builder.snapshot.mount: re-exporting them here
-# would shadow the submodule of the same name.
-from builder.snapshot.mount import mounts_under, overlay
-from builder.snapshot.store import ActiveSnapshot, SnapshotStore
+import importlib
 
 __all__ = [
     "ActiveSnapshot",
@@ -26,3 +20,24 @@ __all__ = [
     "overlay",
     "write_layer",
 ]
+
+# Re-exported lazily: a fully cached build only asks whether a snapshot
+# exists and must not pay for ctypes, the mount code and the tar readers.
+# mount() and umount() stay in builder.snapshot.mount: re-exporting them here
+# would shadow the submodule of the same name.
+_HOMES = {
+    "ActiveSnapshot": "builder.snapshot.store",
+    "SnapshotStore": "builder.snapshot.store",
+    "LayerStats": "builder.snapshot.diff",
+    "write_layer": "builder.snapshot.diff",
+    "extract_layer": "builder.snapshot.apply",
+    "mounts_under": "builder.snapshot.mount",
+    "overlay": "builder.snapshot.mount",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -16,9 +16,8 @@ fails because the first took the name, and the loser throws its copy away.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 import re
 import shutil
@@ -28,7 +27,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder.errors import StoreError
-from builder.snapshot import apply, mount
+
+# apply, mount and ctypes are imported where a snapshot is made or mounted:
+# asking whether one exists (all a fully cached build does) needs none of them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
 
 __all__ = ["ActiveSnapshot", "SnapshotStore"]
 
@@ -126,6 +130,8 @@ class SnapshotStore:
         staging = self._staging_dir()
         try:
             with open_tar() as stream:
+                from builder.snapshot import apply
+
                 apply.extract_layer(stream, staging / "fs", userxattr=userxattr)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -188,6 +194,8 @@ class SnapshotStore:
         ``upper`` in place for inspection (and says where in a note on the
         exception); its work dir and mount point still go.
         """
+        from builder.snapshot import mount
+
         lower_dirs = tuple(self.path(key) for key in lower_keys)
         for key, lower in zip(lower_keys, lower_dirs):
             if not lower.is_dir():
@@ -220,16 +228,15 @@ class SnapshotStore:
                     shutil.rmtree(scratch, ignore_errors=True)
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.syncfs.argtypes = (ctypes.c_int,)
-_libc.syncfs.restype = ctypes.c_int
 
 
 def _sync_file_system(path: Path) -> None:
     """Flush the file system holding ``path``: one call for a whole extracted tree."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if _libc.syncfs(fd) != 0:
+        if _libc().syncfs(fd) != 0:
+            import ctypes
+
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code), str(path))
     finally:
@@ -258,3 +265,14 @@ def _drop_overlay_xattrs(path: bytes) -> None:
         raw = os.fsencode(xattr)
         if raw.startswith(_OVERLAY_XATTR_PREFIXES) and raw not in _OPAQUE_XATTRS:
             os.removexattr(path, raw, follow_symlinks=False)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.syncfs.argtypes = (ctypes.c_int,)
+    libc.syncfs.restype = ctypes.c_int
+    return libc

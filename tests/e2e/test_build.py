@@ -36,6 +36,12 @@ def _summary(stderr: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def _digest(stderr: str) -> str:
+    match = re.search(r"(sha256:[0-9a-f]{64})\s*$", stderr)
+    assert match, stderr
+    return match.group(1)
+
+
 def _mounts_under(path: Path) -> list[str]:
     return [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
             if str(path) in line]
@@ -57,6 +63,8 @@ def test_single_stage_build_then_fully_cached(pybuild: Runner, tmp_path: Path) -
     assert second.returncode == 0, second.stderr
     assert _summary(second.stderr) == (0, 3)
     assert "#2 CACHED" in second.stderr
+    # A fully cached rebuild writes the very same image (docker keeps the ID too).
+    assert _digest(second.stderr) == _digest(first.stderr)
     assert _mounts_under(tmp_path) == []
 
 
