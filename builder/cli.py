@@ -40,7 +40,12 @@ class _Formatter(argparse.HelpFormatter):
         super().__init__(prog, width=max(width, 40))
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command``, only that subcommand is declared.
+
+    Declaring all of them costs start-up time (argparse translates every help
+    text through gettext), and a run needs only its own.
+    """
     parser = argparse.ArgumentParser(
         prog="pybuild",
         formatter_class=_Formatter,
@@ -77,9 +82,21 @@ def _parser() -> argparse.ArgumentParser:
         help="also type every instruction (refuse unknown instructions and bad flags)",
     )
     parse.set_defaults(run=_run_parse)
-    _add_image_commands(commands)
+    _add_image_commands(commands, only=command)
     return parser
 
+
+class _Unused(argparse.ArgumentParser):
+    """Stands in for a subcommand this run does not use: every declaration is dropped."""
+
+    def __init__(self) -> None:  # no ArgumentParser set-up: that is the point
+        pass
+
+    def add_argument(self, *args: object, **kwargs: object) -> argparse.Action:
+        return argparse.Action(option_strings=[], dest="unused")
+
+
+_UNUSED = _Unused()
 
 COMMANDS = ("parse", "build", "images", "inspect", "history", "tag", "rmi", "import", "load")
 
@@ -94,8 +111,12 @@ def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def _add_image_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_image_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], *, only: str | None
+) -> None:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            return _UNUSED  # not this run's command: declare nothing
         sub = commands.add_parser(name, help=help_text, description=help_text,
                                   formatter_class=_Formatter)
         sub.add_argument("--root", metavar="DIR",
@@ -201,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         # `pybuild -t app .` is `pybuild build -t app .`, as docker build is.
         arguments.insert(0, "build")
-    args = _parser().parse_args(arguments)
+    wanted = arguments[0] if arguments and arguments[0] in COMMANDS[1:] else None
+    args = _parser(wanted).parse_args(arguments)
     from builder.errors import PybuildError
 
     try:

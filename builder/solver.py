@@ -145,6 +145,11 @@ class Solver:
     def solve(self, graph: Graph) -> dict[int, StageState]:
         """Build every stage of graph; returns each stage's final state."""
         states: dict[int, StageState] = {}
+        if len(graph.stages) == 1:
+            # Nothing to overlap: starting a worker thread would only add latency.
+            (stage,) = graph.stages
+            states[stage.index] = self._solve_stage(stage, [])
+            return states
         futures: dict[int, Future[StageState]] = {}
         with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="stage") as pool:
             for stage in graph.stages:
