@@ -151,7 +151,8 @@ def _add_image_commands(
     imported.add_argument("source", metavar="ROOTFS")
     imported.add_argument("-t", "--tag", required=True, metavar="NAME[:TAG]")
     load = command("load", "load images from an OCI or docker archive")
-    load.add_argument("-i", "--input", required=True, metavar="FILE")
+    load.add_argument("-i", "--input", metavar="FILE", help="the archive")
+    load.add_argument("archive", nargs="?", metavar="FILE", help="the archive (as -i)")
 
 
 def _read_dockerfile(path: str) -> tuple[bytes, str]:

@@ -150,7 +150,12 @@ def run_import(args: argparse.Namespace) -> int:
 def run_load(args: argparse.Namespace) -> int:
     from builder.image.archive import load_archive
 
+    from builder.errors import UsageError
+
+    source = args.input or args.archive
+    if not source:
+        raise UsageError("load: name the archive (pybuild load FILE, or -i FILE)")
     root = _root(args)
-    for name, manifest in load_archive(Path(args.input), root.images, root.blobs):
+    for name, manifest in load_archive(Path(source), root.images, root.blobs):
         print(f"Loaded image: {name or manifest.digest}")
     return 0

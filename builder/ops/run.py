@@ -18,7 +18,7 @@ from builder.errors import StepFailed
 from builder.frontend import commands
 from builder.plan.graph import Step
 from builder.sandbox.spec import RunSpec
-from builder.sandbox.users import resolve_user
+from builder.sandbox.users import home_directory, resolve_user
 
 __all__ = ["run_argv", "run_step"]
 
@@ -64,10 +64,14 @@ def run_step(step: Step, rootfs: Path, output: Callable[[bytes], None]) -> None:
     assert isinstance(instruction, commands.Run)
     before = step.before
     user = resolve_user(rootfs, before.user or "0")
+    env = [f"{key}={value}" for key, value in step.run_env]
+    if not any(key == "HOME" for key, _ in step.run_env):
+        # runc adds HOME from the image's passwd entry when the env has none.
+        env.append(f"HOME={home_directory(rootfs, user.uid)}")
     spec = RunSpec(
         argv=run_argv(instruction, before.effective_shell()),
         rootfs=rootfs,
-        env=tuple(f"{key}={value}" for key, value in step.run_env),
+        env=tuple(env),
         cwd=before.effective_workdir(),
         user=user,
         network=_network(instruction.network),

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         TmpfsMount,
         UserSpec,
     )
-    from builder.sandbox.users import resolve_user
+    from builder.sandbox.users import home_directory, resolve_user
 
 __all__ = [
     "DEFAULT_HOSTNAME",
@@ -53,6 +53,7 @@ __all__ = [
     "Sandbox",
     "TmpfsMount",
     "UserSpec",
+    "home_directory",
     "resolve_user",
     "run",
 ]
@@ -70,6 +71,7 @@ _HOMES = {
     "run": "builder.sandbox.runner",
     "NamespaceSandbox": "builder.sandbox.protocol",
     "Sandbox": "builder.sandbox.protocol",
+    "home_directory": "builder.sandbox.users",
     "resolve_user": "builder.sandbox.users",
 }
 

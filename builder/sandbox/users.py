@@ -75,6 +75,19 @@ def resolve_user(rootfs: Path, user: str) -> UserSpec:
     return UserSpec(uid=uid, gid=gid)
 
 
+def home_directory(rootfs: Path, uid: int) -> str:
+    """The home of ``uid`` in the root's /etc/passwd, "/" without an entry.
+
+    runc sets HOME to this when the process environment has none (so
+    ``RUN echo $HOME`` prints /root under BuildKit). run() passes the
+    environment exactly as given, so the run op adds HOME from here.
+    """
+    entry = _find(_read(rootfs, "/etc/passwd"), lambda fields: _field_id(fields[2]) == uid)
+    if entry is None or len(entry) < 6 or not entry[5]:
+        return "/"
+    return entry[5]
+
+
 def _numeric_pair(user: str, group: str) -> tuple[int, int] | None:
     uid = 0 if user == "root" else _parse_id(user)
     gid = 0 if group == "root" else _parse_id(group)

@@ -205,3 +205,73 @@ def test_unknown_base_image_is_a_located_error(pybuild: Runner, tmp_path: Path) 
     assert result.returncode == 1
     assert "Dockerfile:1" in result.stderr and "nosuchimage" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dockerignore_add_tar_chown_and_onbuild(
+    pybuild: Runner, pybuild_root: Path, tmp_path: Path
+) -> None:
+    import tarfile
+
+    context = _context(tmp_path, "FROM busybox\n", {
+        "keep/a.txt": "a", "keep/secret.key": "no", "notes.md": "no",
+        ".dockerignore": "*.md\n**/*.key\n",
+    })
+    with tarfile.open(context / "payload.tar.gz", "w:gz") as archive:
+        for name, text in (("inner/x", "x"), ("inner/y", "y")):
+            data = (tmp_path / name.replace("/", "_"))
+            data.write_text(text)
+            archive.add(data, arcname=name)
+    (context / "Dockerfile").write_text(
+        "FROM busybox AS parent\n"
+        "ONBUILD RUN echo triggered > /onbuild\n"
+    )
+    assert pybuild("build", "-t", "parent", str(context)).returncode == 0
+    (context / "Dockerfile").write_text(
+        "FROM parent\n"
+        "RUN test \"$(cat /onbuild)\" = triggered\n"
+        "COPY . /ctx/\n"
+        "RUN test -f /ctx/keep/a.txt && test ! -e /ctx/keep/secret.key"
+        " && test ! -e /ctx/notes.md\n"
+        "ADD payload.tar.gz /unpacked/\n"
+        "RUN test \"$(cat /unpacked/inner/x)\" = x\n"
+        "COPY --chown=app:staff keep/a.txt /owned\n"
+        "RUN test \"$(stat -c %u:%g /owned)\" = 1000:50\n"
+        "USER app\n"
+        "WORKDIR /home/app/made\n"
+        "RUN test \"$(stat -c %u /home/app/made)\" = 1000\n"
+    )
+    result = pybuild("build", "--progress", "plain", str(context))
+    assert result.returncode == 0, result.stderr
+
+
+def test_copy_from_an_image_and_load_of_an_oci_archive(
+    pybuild: Runner, pybuild_root: Path, tmp_path: Path
+) -> None:
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    context = _context(tmp_path, "FROM busybox\nRUN echo from-image > /marker\n")
+    assert pybuild("build", "-t", "source", str(context)).returncode == 0
+    archive = tmp_path / "source.tar"
+    subprocess.run(["skopeo", "copy", f"oci:{pybuild_root}:source:latest",
+                    f"oci-archive:{archive}:loaded:1"], check=True, capture_output=True)
+    loaded = pybuild("load", str(archive))
+    assert loaded.returncode == 0, loaded.stderr
+    (context / "Dockerfile").write_text(
+        "FROM busybox\nCOPY --from=loaded:1 /marker /copied\n"
+        "RUN test \"$(cat /copied)\" = from-image\n"
+    )
+    result = pybuild("build", "--progress", "plain", str(context))
+    assert result.returncode == 0, result.stderr
+
+
+def test_run_gets_home_from_passwd_unless_env_sets_it(pybuild: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, (
+        "FROM busybox\n"
+        "RUN test \"$HOME\" = /root\n"
+        "USER app\n"
+        "RUN test \"$HOME\" = /home/app\n"
+        "ENV HOME=/elsewhere\n"
+        "RUN test \"$HOME\" = /elsewhere\n"
+    ))
+    result = pybuild("build", "--progress", "plain", str(context))
+    assert result.returncode == 0, result.stderr

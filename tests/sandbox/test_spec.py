@@ -60,7 +60,7 @@ def test_exports_are_the_documented_set() -> None:
     assert sorted(builder.sandbox.__all__) == [
         "BindMount", "Cancellation", "DEFAULT_HOSTNAME", "ExtraHost", "Mount",
         "NamespaceSandbox", "Network", "RunSpec", "Sandbox", "TmpfsMount", "UserSpec",
-        "resolve_user", "run",
+        "home_directory", "resolve_user", "run",
     ]
     for name in builder.sandbox.__all__:
         assert getattr(builder.sandbox, name) is not None, name

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import SandboxError
-from builder.sandbox import UserSpec, resolve_user
+from builder.sandbox import UserSpec, home_directory, resolve_user
 
 PASSWD = """\
 root:x:0:0:root:/root:/bin/sh
@@ -125,3 +125,9 @@ def test_fifo_or_device_is_never_opened(root: Path) -> None:
     os.mkfifo(root / "etc" / "passwd")
     with pytest.raises(SandboxError, match="unable to find user app"):
         resolve_user(root, "app")  # a FIFO would block forever if opened
+
+
+def test_home_directory_is_the_passwd_entrys_or_root(root: Path) -> None:
+    assert home_directory(root, 0) == "/root"
+    assert home_directory(root, 1000) == "/home/app"
+    assert home_directory(root, 4242) == "/"
