@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import argparse
 
     from builder.engine import Root
+    from builder.request import BuildRequest
 
 __all__ = [
     "run_build",
@@ -30,7 +31,8 @@ __all__ = [
 
 
 def _root(args: argparse.Namespace) -> Root:
-    from builder.engine import default_root, open_root
+    from builder.engine import open_root
+    from builder.request import default_root
 
     return open_root(Path(args.root) if args.root else default_root())
 
@@ -41,8 +43,8 @@ def _build_arg(text: str) -> tuple[str, str | None]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from builder.engine import BuildRequest, build, default_root
     from builder.errors import UsageError
+    from builder.request import BuildRequest, default_root
 
     context = Path(args.context)
     if args.file == "-":
@@ -69,10 +71,36 @@ def run_build(args: argparse.Namespace) -> int:
         no_cache=args.no_cache,
         progress=args.progress,
     )
+    if not args.no_cache and _replay(request, args.progress):
+        return 0
+    from builder.engine import build
+
     result = build(request)
     if args.progress == "quiet":
         print(result.manifest_digest)
     return 0
+
+
+def _replay(request: BuildRequest, progress: str) -> bool:
+    """Answer the build from the journal when nothing it depends on changed."""
+    import time
+
+    from builder import journal
+    from builder.progress import summary_line
+    from builder.request import journal_key
+
+    started = time.perf_counter()
+    key = journal_key(request)
+    entry = journal.load(request.root, key, request.context.resolve()) if key else None
+    if entry is None:
+        return False
+    summary = summary_line(steps=entry["steps"], cached=entry["cached"], ran=0,
+                           seconds=time.perf_counter() - started, digest=entry["manifest"])
+    if progress == "quiet":
+        print(entry["manifest"])
+    else:
+        sys.stderr.write("\n".join([*journal.replay_lines(entry), summary]) + "\n")
+    return True
 
 
 def run_images(args: argparse.Namespace) -> int:
@@ -148,9 +176,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_load(args: argparse.Namespace) -> int:
-    from builder.image.archive import load_archive
-
     from builder.errors import UsageError
+    from builder.image.archive import load_archive
 
     source = args.input or args.archive
     if not source:

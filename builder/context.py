@@ -406,6 +406,10 @@ class BuildContext:
         self._view = SourceView(self.root, frozen, owner=(0, 0), sockets_as_files=True, stats=stats)
         return self._view
 
+    def visited_stats(self) -> Mapping[str, os.stat_result] | None:
+        """The lstat of every visible path, if the build looked at the context at all."""
+        return None if self._view is None else self._view.stats
+
     def checksum_sources(self, sources: list[str], *, mode_overridden: bool = False) -> str:
         """The content digest of what ``COPY <sources>`` would read from this context.
 

@@ -20,31 +20,20 @@ from builder.image import oci
 from builder.image.config import ContainerConfig, HistoryEntry, ImageConfig
 from builder.image.config import Healthcheck as ConfigHealthcheck
 from builder.image.store import ImageStore
-from builder.plan.graph import BaseImage, HistoryRecord, LayerRef
+from builder.plan.graph import BaseImage, Graph, HistoryRecord, LayerRef
 from builder.plan.planner import PlanRequest, plan_build
 from builder.plan.settings import HealthSettings, ImageSettings
 from builder.progress import PlainProgress, make_progress, summary_line
+from builder.request import BuildRequest, journal_key
 from builder.solver import Solver, StageState
 from cache.blobs import BlobStore
 from cache.index import CacheIndex
 
-__all__ = ["BuildRequest", "BuildResult", "build", "default_root", "open_root"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from builder.context import BuildContext
 
-
-@dataclass(frozen=True, slots=True)
-class BuildRequest:
-    """Everything the command line says about one build, and nothing else."""
-
-    context: Path
-    dockerfile: bytes
-    dockerfile_name: str
-    dockerfile_path: Path | None
-    root: Path
-    tags: tuple[str, ...] = ()
-    build_args: tuple[tuple[str, str | None], ...] = ()
-    target: str = ""
-    no_cache: bool = False
-    progress: str = "auto"
+__all__ = ["BuildResult", "build", "open_root"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +45,6 @@ class BuildResult:
     cached: int
     ran: int
     seconds: float
-
-
-def default_root() -> Path:
-    configured = os.environ.get("PYBUILD_ROOT")
-    if configured:
-        return Path(configured)
-    if os.geteuid() == 0:
-        return Path("/var/lib/pybuild")
-    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data_home) / "pybuild"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +192,39 @@ def _export(root: Root, state: StageState, architecture: str, author: str) -> oc
     return root.images.put_image(config, layers)
 
 
+def _journal(
+    request: BuildRequest, graph: Graph, manifest: str, context: BuildContext,
+    steps: int, layer_steps: int,
+) -> None:
+    """Record this build so an identical rebuild can be answered from the journal."""
+    from builder import journal
+    from builder.progress import describe_step
+
+    key = journal_key(request)
+    if key is None:
+        return
+    ignore_files = [request.context / ".dockerignore"]
+    if request.dockerfile_path is not None:
+        name = request.dockerfile_path.name + ".dockerignore"
+        ignore_files.insert(0, request.dockerfile_path.with_name(name))
+    lines = [
+        (describe_step(step, stage.name), step.makes_layer)
+        for stage in graph.stages
+        for step in stage.steps
+    ]
+    journal.record(
+        request.root, key,
+        context=request.context.resolve(),
+        manifest=manifest,
+        lines=lines,
+        steps=steps,
+        cached=layer_steps,
+        context_stats=context.visited_stats(),
+        ignore_files=ignore_files,
+        ignore_has_exceptions=context.ignore.has_exceptions,
+    )
+
+
 def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> BuildResult:
     """Run one build; raises PybuildError subclasses on failure."""
     from builder.context import BuildContext, StatCache
@@ -266,6 +278,9 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
     config_digest = root.images.manifest(manifest).config.digest
     seconds = time.perf_counter() - started
     stats = solver.stats
+    if not request.no_cache:
+        _journal(request, graph, manifest.digest, context, stats.steps,
+                 stats.cached + stats.ran)
     view.message(summary_line(steps=stats.steps, cached=stats.cached, ran=stats.ran,
                               seconds=seconds, digest=manifest.digest))
     return BuildResult(manifest.digest, config_digest, tags, stats.steps, stats.cached,

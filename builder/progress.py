@@ -14,12 +14,21 @@ import threading
 import time
 from typing import TextIO
 
-from builder.plan.graph import Step
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from builder.plan.graph import Step
 
-__all__ = ["PlainProgress", "QuietProgress", "TtyProgress", "make_progress", "summary_line"]
+__all__ = [
+    "PlainProgress",
+    "QuietProgress",
+    "TtyProgress",
+    "describe_step",
+    "make_progress",
+    "summary_line",
+]
 
 
-def _describe(step: Step, stage_name: str) -> str:
+def describe_step(step: Step, stage_name: str) -> str:
     label = f"{stage_name} {step.number}/{step.count}" if stage_name else f"{step.number}/{step.count}"
     text = step.instruction.original.split("\n", 1)[0]
     if len(text) > 120:
@@ -58,12 +67,12 @@ class PlainProgress:
     def step_started(self, step: Step) -> None:
         with self._lock:
             self._started[step.id] = time.perf_counter()
-            self._emit(f"#{self._number(step)} {_describe(step, self._stage_names.get(step.stage, ''))}")
+            self._emit(f"#{self._number(step)} {describe_step(step, self._stage_names.get(step.stage, ''))}")
 
     def step_cached(self, step: Step) -> None:
         with self._lock:
             number = self._number(step)
-            self._emit(f"#{number} {_describe(step, self._stage_names.get(step.stage, ''))}")
+            self._emit(f"#{number} {describe_step(step, self._stage_names.get(step.stage, ''))}")
             self._emit(f"#{number} CACHED")
 
     def step_finished(self, step: Step, seconds: float) -> None:

@@ -275,3 +275,29 @@ def test_run_gets_home_from_passwd_unless_env_sets_it(pybuild: Runner, tmp_path:
     ))
     result = pybuild("build", "--progress", "plain", str(context))
     assert result.returncode == 0, result.stderr
+
+
+def test_unchanged_rebuild_is_answered_by_the_journal(
+    pybuild: Runner, pybuild_root: Path, tmp_path: Path
+) -> None:
+    context = _context(tmp_path, "FROM busybox\nCOPY foo /foo\nRUN cat /foo\n", {"foo": "x"})
+    import os
+    import time as clock
+
+    old = clock.time() - 10
+    os.utime(context / "foo", (old, old))
+    first = pybuild("build", "--progress", "plain", "-t", "j", str(context))
+    assert first.returncode == 0, first.stderr
+    assert list((pybuild_root / "journal").iterdir())
+    replayed = pybuild("build", "--progress", "plain", "-t", "j", str(context))
+    assert _summary(replayed.stderr) == (0, 2)
+    assert _digest(replayed.stderr) == _digest(first.stderr)
+    assert "#2 [2/2] RUN cat /foo\n#2 CACHED" in replayed.stderr
+    # --no-cache never takes the journal's word for it.
+    forced = pybuild("build", "--progress", "plain", "--no-cache", "-t", "j", str(context))
+    assert _summary(forced.stderr) == (2, 0)
+    # Another tag changes the store's index: no replay, a real (cached) build.
+    assert pybuild("tag", "busybox", "other").returncode == 0
+    rebuilt = pybuild("build", "--progress", "plain", "-t", "j", str(context))
+    assert _summary(rebuilt.stderr) == (0, 2)
+    assert "DONE" in rebuilt.stderr or "CACHED" in rebuilt.stderr
