@@ -25,7 +25,7 @@ from pathlib import Path
 import xxhash
 
 from builder.dockerignore import IgnoreRules, MatchInfo, clean_path, glob_match
-from builder.errors import BuildError
+from builder.errors import ContextError, SourceNotFound
 
 __all__ = [
     "BuildContext",
@@ -45,14 +45,6 @@ __all__ = [
 _MAX_SYMLINKS = 255
 _READ_SIZE = 1 << 20
 _CHECKSUM_TAG = b"pybuild.copy-sources.v1"
-
-
-class ContextError(BuildError):
-    """The context could not be read: permission denied, a file vanished mid-walk."""
-
-
-class SourceNotFound(ContextError):
-    """A COPY/ADD source names nothing; the message is BuildKit's (``"/x": not found``)."""
 
 
 class EntryKind(Enum):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from builder.errors import BuildError
+from builder.errors import IgnoreFileError
 
 __all__ = [
     "BadPattern",
@@ -58,10 +58,6 @@ class BadPattern(ValueError):
 
     def __init__(self) -> None:
         super().__init__("syntax error in pattern")
-
-
-class IgnoreFileError(BuildError):
-    """An ignore file (or ``--exclude``) holds a pattern Docker refuses."""
 
 
 def clean_path(path: str) -> str:

@@ -9,7 +9,12 @@
     │   └── UnknownStage              FROM/COPY --from naming no stage or image
     ├── UsageError                    a command-line flag or argument is wrong
     ├── BuildError
-    │   └── StepFailed                a RUN step exited non-zero
+    │   ├── StepFailed                a RUN step exited non-zero, a COPY failed
+    │   ├── ContextError              the build context could not be read
+    │   │   └── SourceNotFound        a COPY/ADD source names nothing
+    │   ├── CopyError                 a COPY/ADD could not be carried out
+    │   ├── UnpackError               an ADD archive could not be extracted
+    │   └── IgnoreFileError           a .dockerignore or --exclude pattern is invalid
     ├── SandboxError
     ├── CacheError
     ├── RegistryError
@@ -27,17 +32,22 @@ __all__ = [
     "BadFlag",
     "BuildError",
     "CacheError",
+    "ContextError",
+    "CopyError",
     "DockerfileError",
     "ExpansionError",
+    "IgnoreFileError",
     "ParseError",
     "PybuildError",
     "RegistryError",
     "SandboxError",
     "SourceLocation",
+    "SourceNotFound",
     "StepFailed",
     "StoreError",
     "UnknownInstruction",
     "UnknownStage",
+    "UnpackError",
     "UsageError",
 ]
 
@@ -172,3 +182,23 @@ class RegistryError(PybuildError):
 
 class StoreError(PybuildError):
     """The image store is unreadable or a write to it failed."""
+
+
+class ContextError(BuildError):
+    """The context could not be read: permission denied, a file vanished mid-walk."""
+
+
+class SourceNotFound(ContextError):
+    """A COPY/ADD source names nothing; the message is BuildKit's (``"/x": not found``)."""
+
+
+class CopyError(BuildError):
+    """A COPY/ADD could not be carried out; the message names paths as the image sees them."""
+
+
+class UnpackError(BuildError):
+    """An archive could not be extracted, or an entry would land outside its directory."""
+
+
+class IgnoreFileError(BuildError):
+    """An ignore file (or ``--exclude``) holds a pattern Docker refuses."""

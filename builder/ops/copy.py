@@ -46,7 +46,7 @@ from builder.context import (
     resolve_in_root,
 )
 from builder.dockerignore import IgnoreFileError, IgnoreRules, MatchInfo, clean_path
-from builder.errors import BadFlag, BuildError
+from builder.errors import BadFlag, CopyError
 from builder.ops.unpack import extract_archive, is_archive
 
 __all__ = [
@@ -65,10 +65,6 @@ OwnerResolver = Callable[[str], tuple[int, int]]
 _OCTAL = re.compile(r"[0-7]+\Z")
 _CHUNK = 1 << 30
 _SMALL_FILE = 64 << 10
-
-
-class CopyError(BuildError):
-    """A COPY/ADD could not be carried out; the message names paths as the image sees them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,16 +32,12 @@ from enum import Enum
 from typing import IO, cast
 
 from builder.dockerignore import clean_path
-from builder.errors import BuildError
+from builder.errors import UnpackError
 
 __all__ = ["Compression", "UnpackError", "detect_compression", "extract_archive", "is_archive"]
 
 _MAX_SYMLINKS = 255
 _CHUNK = 1 << 20
-
-
-class UnpackError(BuildError):
-    """An archive could not be extracted, or an entry would land outside its directory."""
 
 
 class Compression(Enum):
