@@ -264,6 +264,7 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
         index=CacheIndex(request.root / "cache.db"),
         progress=view,
         no_cache=request.no_cache,
+        abort=executor.cancelled,
     )
     try:
         states = solver.solve(graph)

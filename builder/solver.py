@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -132,12 +132,16 @@ class Solver:
         progress: Progress,
         no_cache: bool = False,
         workers: int = 4,
+        abort: threading.Event | None = None,
     ) -> None:
         self._executor = executor
         self._index = index
         self._progress = progress
         self._no_cache = no_cache
         self._workers = workers
+        # Set when the build stops, before waiting for the other stages, so
+        # the executor can kill their running steps instead of finishing them.
+        self._abort = abort
         self._lock = threading.Lock()
         self._inflight: dict[str, Future[tuple[LayerRef | None, str]]] = {}
         self.stats = BuildStats()
@@ -156,9 +160,17 @@ class Solver:
                 dependencies = [futures[index] for index in sorted(stage.dependencies())]
                 futures[stage.index] = pool.submit(self._solve_stage, stage, dependencies)
             try:
+                # The first failure anywhere stops the build: do not wait for
+                # the stages before it in the list to finish first.
+                done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+                for future in done:
+                    if (failure := future.exception()) is not None:
+                        raise failure
                 for index, future in futures.items():
                     states[index] = future.result()
             except BaseException:
+                if self._abort is not None:
+                    self._abort.set()
                 for future in futures.values():
                     future.cancel()
                 raise

@@ -86,3 +86,30 @@ def test_a_lost_layer_is_rebuilt(tmp_path: Path) -> None:
     executor.executed.clear()
     _solve(tmp_path, executor)
     assert "RUN echo $V" in executor.executed
+
+
+def test_a_failing_stage_aborts_the_others(tmp_path: Path) -> None:
+    import threading
+
+    import pytest
+
+    class FailingExecutor(CountingExecutor):
+        def execute(self, step, parent, sources):  # type: ignore[no-untyped-def]
+            if "boom" in step.instruction.original:
+                raise RuntimeError("boom")
+            abort.wait(timeout=5)  # a long step: released only by the abort
+            return super().execute(step, parent, sources)
+
+    abort = threading.Event()
+    text = b"FROM scratch AS slow\nRUN slow\nFROM scratch AS bad\nRUN boom\nFROM scratch\n" \
+           b"COPY --from=slow /a /a\nCOPY --from=bad /b /b\n"
+    graph = plan_build(text, PlanRequest(), lambda n, i: None, environ={})  # type: ignore[arg-type,return-value]
+    solver = Solver(executor=FailingExecutor(), index=CacheIndex(tmp_path / "cache.db"),
+                    progress=SilentProgress(), abort=abort)
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="boom"):
+        solver.solve(graph)
+    assert abort.is_set()
+    assert time.perf_counter() - started < 3  # the slow stage was released, not awaited

@@ -55,6 +55,9 @@ class LayerExecutor:
         self._context = context
         self._log = log
         self._epoch = source_date_epoch
+        # Set when the build stops (Ctrl-C, another stage failed): running
+        # steps are killed instead of being waited for.
+        self.cancelled = threading.Event()
         # Stages call in from several threads; the context's stat cache is one file.
         self._context_lock = threading.Lock()
 
@@ -89,7 +92,9 @@ class LayerExecutor:
         with self._snapshots.prepare(lower, keep_upper_on_error=step.kind == "run") as active:
             rootfs = active.rootfs
             if step.kind == "run":
-                run_op.run_step(step, rootfs, lambda data: self._log(step, data))
+                run_op.run_step(
+                    step, rootfs, lambda data: self._log(step, data), cancel=self.cancelled
+                )
             elif step.kind == "copy":
                 with self._source_view(step, sources) as view:
                     self._copy(step, rootfs, view)

@@ -10,6 +10,7 @@ bodies included, and the shell reads them as a script would.
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -56,8 +57,18 @@ def _body(content: str, chomp: bool) -> str:
     return "".join(line.lstrip("\t") for line in content.splitlines(keepends=True))
 
 
-def run_step(step: Step, rootfs: Path, output: Callable[[bytes], None]) -> None:
-    """Run the step's command in rootfs; StepFailed (with the output's tail) if it fails."""
+def run_step(
+    step: Step,
+    rootfs: Path,
+    output: Callable[[bytes], None],
+    *,
+    cancel: threading.Event | None = None,
+) -> None:
+    """Run the step's command in rootfs; StepFailed (with the output's tail) if it fails.
+
+    Setting ``cancel`` (the build was interrupted, or another stage failed)
+    kills the step; the sandbox then raises SandboxError.
+    """
     from builder.sandbox import runner
 
     instruction = step.instruction
@@ -85,7 +96,7 @@ def run_step(step: Step, rootfs: Path, output: Callable[[bytes], None]) -> None:
         *lines, partial[0] = text.split(b"\n")
         tail.extend(line.decode("utf-8", "replace") for line in lines)
 
-    status = runner.run(spec, output=collect)
+    status = runner.run(spec, output=collect, cancel=cancel)
     if status != 0:
         if partial[0]:
             tail.append(partial[0].decode("utf-8", "replace"))

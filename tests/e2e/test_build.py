@@ -301,3 +301,44 @@ def test_unchanged_rebuild_is_answered_by_the_journal(
     rebuilt = pybuild("build", "--progress", "plain", "-t", "j", str(context))
     assert _summary(rebuilt.stderr) == (0, 2)
     assert "DONE" in rebuilt.stderr or "CACHED" in rebuilt.stderr
+
+
+def test_ctrl_c_stops_a_running_step_and_leaves_nothing_behind(
+    pybuild_root: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import sys
+    import time as clock
+
+    from tests.conftest import REPO
+
+    marker = f"pybuild-ctrl-c-{os.getpid()}"
+    context = _context(tmp_path, (
+        # The shell stays (and keeps the marker in its command line) while
+        # sleep runs, because something follows it.
+        "FROM busybox AS one\nRUN sleep 60 && echo " + marker + "\n"
+        "FROM busybox AS two\nRUN sleep 61 && echo " + marker + "\n"
+        "FROM scratch\nCOPY --from=one /etc/passwd /a\nCOPY --from=two /etc/passwd /b\n"
+    ))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "builder", "build", "--root", str(pybuild_root),
+         "--progress", "plain", str(context)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = clock.time() + 30
+    while clock.time() < deadline:
+        running = subprocess.run(["pgrep", "-f", f"sleep 6. && echo {marker}"],
+                                 capture_output=True, text=True).stdout.split()
+        if len(running) >= 2:
+            break
+        clock.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    started = clock.time()
+    _, stderr = process.communicate(timeout=30)
+    assert clock.time() - started < 10, stderr
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
+    assert _mounts_under(pybuild_root) == []
