@@ -6,7 +6,7 @@ the instruction layer (or the shell lexer) when it does not use them.
 
 from __future__ import annotations
 
-import importlib
+from builder import lazy
 
 __all__ = [
     "Directive",
@@ -34,9 +34,4 @@ _HOMES = {
     "parse_instructions": "builder.frontend.instructions",
 }
 
-
-def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy.exports(__name__, _HOMES)

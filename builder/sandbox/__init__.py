@@ -23,7 +23,7 @@ too and must not pay for the builder-side modules.
 
 from __future__ import annotations
 
-import importlib
+from builder import lazy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,11 +75,4 @@ _HOMES = {
     "resolve_user": "builder.sandbox.users",
 }
 
-
-def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'builder.sandbox' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.exports(__name__, _HOMES)

@@ -9,7 +9,7 @@ new mount API, for chains past one page of options).
 
 from __future__ import annotations
 
-import importlib
+from builder import lazy
 
 __all__ = [
     "ActiveSnapshot",
@@ -35,9 +35,4 @@ _HOMES = {
     "overlay": "builder.snapshot.mount",
 }
 
-
-def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy.exports(__name__, _HOMES)
