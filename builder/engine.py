@@ -24,7 +24,7 @@ from builder.plan.graph import BaseImage, Graph, HistoryRecord, LayerRef
 from builder.plan.planner import PlanRequest, plan_build
 from builder.plan.settings import HealthSettings, ImageSettings
 from builder.progress import PlainProgress, make_progress, summary_line
-from builder.request import BuildRequest, journal_key
+from builder.request import BuildRequest, journal_key, resolved_build_args
 from builder.solver import Solver, StageState
 from cache.blobs import BlobStore
 from cache.index import CacheIndex
@@ -239,7 +239,7 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
     root = open_root(request.root)
     graph = plan_build(
         request.dockerfile,
-        PlanRequest(build_args=request.build_args, target=request.target,
+        PlanRequest(build_args=resolved_build_args(request), target=request.target,
                     filename=request.dockerfile_name),
         _image_resolver(root),
     )

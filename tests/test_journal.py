@@ -80,7 +80,7 @@ def test_new_ignore_file_misses(recorded: tuple[Path, Path, str]) -> None:
 def test_changed_tags_dockerfile_or_epoch_change_the_key(
     recorded: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, context, _ = recorded
+    root, _, _ = recorded
     key = _key(root)
     assert _key(root, b"FROM scratch\nRUN x\n") != key
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1")

@@ -26,7 +26,7 @@ LABEL l=1
 
 
 def _solve(tmp_path: Path, executor: CountingExecutor, text: bytes = DOCKERFILE, **kw: object):
-    graph = plan_build(text, PlanRequest(**kw), lambda n, i: None, environ={})  # type: ignore[arg-type,return-value]
+    graph = plan_build(text, PlanRequest(**kw), lambda n, i: None)  # type: ignore[arg-type,return-value]
     solver = Solver(executor=executor, index=CacheIndex(tmp_path / "cache.db"),
                     progress=SilentProgress())
     return solver, solver.solve(graph)
@@ -55,7 +55,7 @@ def test_changed_source_misses_only_dependent_steps(tmp_path: Path) -> None:
     _solve(tmp_path, executor)
     executor.executed.clear()
     executor.source_digests["COPY one /one"] = "v2"
-    solver, _ = _solve(tmp_path, executor)
+    _solve(tmp_path, executor)
     # Stage a/b (same key) rerun once; the final stage's COPY --from steps
     # read the stages, whose digests the fake keeps fixed, so they hit.
     assert executor.executed == ["COPY one /one", "RUN step-a"]
@@ -73,7 +73,7 @@ def test_no_cache_runs_everything_again(tmp_path: Path) -> None:
     executor = CountingExecutor()
     _solve(tmp_path, executor)
     executor.executed.clear()
-    graph = plan_build(DOCKERFILE, PlanRequest(), lambda n, i: None, environ={})  # type: ignore[arg-type,return-value]
+    graph = plan_build(DOCKERFILE, PlanRequest(), lambda n, i: None)  # type: ignore[arg-type,return-value]
     Solver(executor=executor, index=CacheIndex(tmp_path / "cache.db"),
            progress=SilentProgress(), no_cache=True).solve(graph)
     assert "RUN echo $V" in executor.executed
@@ -103,7 +103,7 @@ def test_a_failing_stage_aborts_the_others(tmp_path: Path) -> None:
     abort = threading.Event()
     text = b"FROM scratch AS slow\nRUN slow\nFROM scratch AS bad\nRUN boom\nFROM scratch\n" \
            b"COPY --from=slow /a /a\nCOPY --from=bad /b /b\n"
-    graph = plan_build(text, PlanRequest(), lambda n, i: None, environ={})  # type: ignore[arg-type,return-value]
+    graph = plan_build(text, PlanRequest(), lambda n, i: None)  # type: ignore[arg-type,return-value]
     solver = Solver(executor=FailingExecutor(), index=CacheIndex(tmp_path / "cache.db"),
                     progress=SilentProgress(), abort=abort)
     import time

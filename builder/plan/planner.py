@@ -50,7 +50,9 @@ ImageResolver = Callable[[str, commands.Instruction], BaseImage]
 
 @dataclass(frozen=True, slots=True)
 class PlanRequest:
-    build_args: tuple[tuple[str, str | None], ...] = ()  # --build-arg K=V, or K (from env)
+    # --build-arg values, resolved (NAME alone already took its value from the
+    # environment: builder.request.resolved_build_args).
+    build_args: tuple[tuple[str, str], ...] = ()
     target: str = ""
     filename: str = "Dockerfile"
 
@@ -111,15 +113,13 @@ def plan_build(
     source: bytes | SyntaxTree,
     request: PlanRequest,
     resolve_image: ImageResolver,
-    *,
-    environ: Mapping[str, str] | None = None,
 ) -> Graph:
     """Plan a build; raises DockerfileError at the offending line, UsageError for flags."""
     tree = source if isinstance(source, SyntaxTree) else parse_dockerfile(
         source, filename=request.filename
     )
     escape = tree.escape
-    build_args = _build_args(request, environ)
+    build_args = dict(request.build_args)
     automatic = platform_args()
     instructions = [
         parse_instruction(node, filename=request.filename, lines=tree.lines) for node in tree.nodes
@@ -134,7 +134,7 @@ def plan_build(
         for definition in arg.args:
             default = definition.default
             if default is not None:
-                default = expand_instruction_default(default, global_values, escape)
+                default = _expand_default(default, global_values, escape)
             if definition.name in build_args:
                 global_values[definition.name] = build_args[definition.name]
             elif default is not None:
@@ -160,27 +160,10 @@ def plan_build(
     return planner.graph(request.target)
 
 
-def expand_instruction_default(default: str, env: Mapping[str, str], escape: str) -> str:
+def _expand_default(default: str, env: Mapping[str, str], escape: str) -> str:
     from builder.frontend.shell import ShellLexer
 
     return ShellLexer(escape=escape).process_word(default, env)
-
-
-def _build_args(
-    request: PlanRequest, environ: Mapping[str, str] | None
-) -> dict[str, str]:
-    import os
-
-    environ = os.environ if environ is None else environ
-    values: dict[str, str] = {}
-    for name, value in request.build_args:
-        if value is None:
-            # --build-arg NAME takes the value from the environment, if set.
-            if name in environ:
-                values[name] = environ[name]
-        else:
-            values[name] = value
-    return values
 
 
 class _Planner:
@@ -280,7 +263,7 @@ class _Planner:
             for definition in instruction.args:
                 default = definition.default
                 if default is not None:
-                    default = expand_instruction_default(default, env, self.escape)
+                    default = _expand_default(default, env, self.escape)
                 scope.declare(definition.name, default)
             expanded: commands.Instruction = instruction
         elif isinstance(instruction, commands.Onbuild | commands.Run | commands.Cmd

@@ -28,7 +28,7 @@ def _resolve(name: str, instruction: commands.Instruction) -> BaseImage:
 
 
 def _plan(text: str, **request: object) -> object:
-    return plan_build(text.encode(), PlanRequest(**request), _resolve, environ={})  # type: ignore[arg-type]
+    return plan_build(text.encode(), PlanRequest(**request), _resolve)  # type: ignore[arg-type]
 
 
 def test_stages_by_name_and_index_and_target_pruning() -> None:
@@ -122,7 +122,7 @@ def test_onbuild_triggers_of_the_base_run_after_from() -> None:
     def resolve(name: str, instruction: commands.Instruction) -> BaseImage:
         return parent
 
-    graph = plan_build(b"FROM busybox:onbuild\nRUN echo mine\n", PlanRequest(), resolve, environ={})
+    graph = plan_build(b"FROM busybox:onbuild\nRUN echo mine\n", PlanRequest(), resolve)
     steps = graph.stages[0].steps
     assert [step.instruction.command for step in steps] == [("echo triggered",), ("echo mine",)]
     assert graph.stages[0].final.onbuild == ()
