@@ -60,8 +60,7 @@ def make_filetransfer(context: Path) -> None:
     for mib in (1, 10, 50, 100):
         with open(context / f"big-{mib}", "wb") as handle:
             chunk = os.urandom(1 << 20)
-            for _ in range(mib):
-                handle.write(chunk)
+            handle.writelines(chunk for _ in range(mib))
     (context / "Dockerfile").write_text("FROM busybox\nWORKDIR /src\nCOPY . .\nRUN du -sh .\n")
 
 
