@@ -131,3 +131,18 @@ def test_onbuild_triggers_of_the_base_run_after_from() -> None:
 def test_instruction_before_from_is_refused() -> None:
     with pytest.raises(DockerfileError):
         _plan("RUN echo\nFROM scratch\n")
+
+
+def test_predefined_platform_args_in_from_and_after_arg() -> None:
+    from builder.plan.planner import platform_args
+
+    arch = platform_args()["TARGETARCH"]
+    graph = _plan(
+        "FROM busybox AS b\nARG TARGETARCH\nARG BUILDPLATFORM\n"
+        "COPY a-${TARGETARCH} /a\nRUN echo $BUILDPLATFORM\n"
+    )
+    stage = graph.stages[0]
+    assert stage.steps[2].instruction.sources == (f"a-{arch}",)
+    assert ("BUILDPLATFORM", f"linux/{arch}") in stage.steps[3].run_env
+    undeclared = _plan("FROM busybox\nCOPY a-${TARGETARCH} /a\n").stages[0]
+    assert undeclared.steps[0].instruction.sources == ("a-",)
