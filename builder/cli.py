@@ -98,7 +98,8 @@ class _Unused(argparse.ArgumentParser):
 
 _UNUSED = _Unused()
 
-COMMANDS = ("parse", "build", "images", "inspect", "history", "tag", "rmi", "import", "load")
+COMMANDS = ("parse", "build", "images", "inspect", "history", "tag", "rmi", "import", "load",
+            "pull", "push", "login", "logout")
 
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
@@ -136,6 +137,8 @@ def _add_image_commands(
     build.add_argument("--no-cache", action="store_true", help="do not use the cache")
     build.add_argument("--progress", choices=("auto", "plain", "tty", "quiet"),
                        default="auto", help="how to show progress")
+    build.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                       help="reach this registry over plain HTTP (for FROM pulls)")
     command("images", "list images")
     inspect = command("inspect", "show an image's manifest and config as JSON")
     inspect.add_argument("names", nargs="+", metavar="NAME")
@@ -153,6 +156,25 @@ def _add_image_commands(
     load = command("load", "load images from an OCI or docker archive")
     load.add_argument("-i", "--input", metavar="FILE", help="the archive")
     load.add_argument("archive", nargs="?", metavar="FILE", help="the archive (as -i)")
+    for name, help_text in (("pull", "pull an image from a registry"),
+                            ("push", "push an image to a registry")):
+        sub = command(name, help_text)
+        sub.add_argument("name", metavar="NAME")
+        if name == "push":
+            sub.add_argument("destination", nargs="?", metavar="DEST",
+                             help="push under this name instead")
+        else:
+            sub.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                             help="the platform to pick from a multi-platform image")
+        sub.add_argument("--insecure-registry", action="append", default=[],
+                         metavar="HOST[:PORT]", help="reach this registry over plain HTTP")
+    login = command("login", "store credentials for a registry")
+    login.add_argument("registry", metavar="REGISTRY")
+    login.add_argument("-u", "--username", required=True)
+    login.add_argument("--password-stdin", action="store_true",
+                       help="read the password from standard input")
+    logout = command("logout", "forget the credentials for a registry")
+    logout.add_argument("registry", metavar="REGISTRY")
 
 
 def _read_dockerfile(path: str) -> tuple[bytes, str]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import argparse
 
     from builder.engine import Root
+    from builder.registry import RegistryOptions
     from builder.request import BuildRequest
 
 __all__ = [
@@ -25,6 +26,10 @@ __all__ = [
     "run_import",
     "run_inspect",
     "run_load",
+    "run_login",
+    "run_logout",
+    "run_pull",
+    "run_push",
     "run_rmi",
     "run_tag",
 ]
@@ -70,6 +75,7 @@ def run_build(args: argparse.Namespace) -> int:
         target=args.target or "",
         no_cache=args.no_cache,
         progress=args.progress,
+        insecure_registries=tuple(args.insecure_registry),
     )
     if not args.no_cache and _replay(request, args.progress):
         return 0
@@ -185,4 +191,64 @@ def run_load(args: argparse.Namespace) -> int:
     root = _root(args)
     for name, manifest in load_archive(Path(source), root.images, root.blobs):
         print(f"Loaded image: {name or manifest.digest}")
+    return 0
+
+
+def _registry_options(args: argparse.Namespace) -> RegistryOptions:
+    from builder.registry import RegistryOptions
+
+    return RegistryOptions(insecure_registries=tuple(args.insecure_registry))
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from builder.image import oci
+    from builder.registry import pull
+
+    root = _root(args)
+    platform = None
+    if args.platform:
+        parts = args.platform.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            from builder.errors import UsageError
+
+            raise UsageError(f"--platform {args.platform!r}: expected OS/ARCH[/VARIANT]")
+        platform = oci.Platform(architecture=parts[1], os=parts[0],
+                                variant=parts[2] if len(parts) == 3 else "")
+    manifest = pull(args.name, root.images, root.blobs, platform=platform,
+                    options=_registry_options(args))
+    print(manifest.digest)
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from builder.registry import push
+
+    root = _root(args)
+    pushed = push(root.images, root.blobs, args.name, args.destination or None,
+                  options=_registry_options(args))
+    print(f"digest: {pushed.digest} size: {pushed.size}")
+    return 0
+
+
+def run_login(args: argparse.Namespace) -> int:
+    import getpass
+
+    from builder.registry import Credentials, save_credentials
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+    save_credentials(args.registry, Credentials(args.username, password))
+    print("Login Succeeded")
+    return 0
+
+
+def run_logout(args: argparse.Namespace) -> int:
+    from builder.registry import remove_credentials
+
+    if remove_credentials(args.registry):
+        print(f"Removing login credentials for {args.registry}")
+    else:
+        print(f"Not logged in to {args.registry}")
     return 0

@@ -87,16 +87,30 @@ def _settings_from_config(config: ContainerConfig) -> ImageSettings:
     )
 
 
-def _image_resolver(root: Root) -> Callable[[str, commands.Instruction], BaseImage]:
+def _names_a_registry(name: str) -> bool:
+    """Whether a reference names its registry (``host.tld/...``, ``host:port/...``).
+
+    Only those are pulled when missing: a bare ``busybox`` would mean Docker
+    Hub, and pybuild does not reach out there unasked.
+    """
+    first, slash, _ = name.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def _image_resolver(
+    root: Root, insecure_registries: tuple[str, ...] = ()
+) -> Callable[[str, commands.Instruction], BaseImage]:
     def resolve(name: str, instruction: commands.Instruction) -> BaseImage:
         try:
             manifest_desc = root.images.resolve(name)
         except StoreError as err:
-            raise DockerfileError(
-                f"{name}: image not found in the local store ({root.path}); "
-                "use pybuild import or pybuild load to add it",
-                location=instruction.location,
-            ) from err
+            if not _names_a_registry(name):
+                raise DockerfileError(
+                    f"{name}: image not found in the local store ({root.path}); "
+                    "use pybuild import, pybuild load or pybuild pull to add it",
+                    location=instruction.location,
+                ) from err
+            manifest_desc = _pull(root, name, instruction, insecure_registries)
         manifest = root.images.manifest(manifest_desc)
         config = root.images.config(manifest_desc)
         layers = tuple(
@@ -119,6 +133,19 @@ def _image_resolver(root: Root) -> Callable[[str, commands.Instruction], BaseIma
         )
 
     return resolve
+
+
+def _pull(
+    root: Root, name: str, instruction: commands.Instruction, insecure: tuple[str, ...]
+) -> oci.Descriptor:
+    from builder.errors import RegistryError
+    from builder.registry import RegistryOptions, pull
+
+    try:
+        return pull(name, root.images, root.blobs,
+                    options=RegistryOptions(insecure_registries=insecure))
+    except RegistryError as err:
+        raise DockerfileError(f"pulling {name}: {err}", location=instruction.location) from err
 
 
 def _container_config(settings: ImageSettings) -> ContainerConfig:
@@ -241,7 +268,7 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
         request.dockerfile,
         PlanRequest(build_args=resolved_build_args(request), target=request.target,
                     filename=request.dockerfile_name),
-        _image_resolver(root),
+        _image_resolver(root, request.insecure_registries),
     )
     total = sum(len(stage.steps) for stage in graph.stages)
     view = progress or make_progress(request.progress, total)

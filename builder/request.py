@@ -27,6 +27,7 @@ class BuildRequest:
     target: str = ""
     no_cache: bool = False
     progress: str = "auto"
+    insecure_registries: tuple[str, ...] = ()
 
 
 def default_root() -> Path:
