@@ -1,0 +1,187 @@
+"""What oci and docker archives share: images prepared for export, and the archive's tar.
+
+Both formats keep blobs as ``blobs/sha256/<hex>`` (docker save does since
+docker 25), so one writer serves both; each blob is written once however many
+images share it. Members get fixed headers (root, mode 0644, mtime 0) so the
+same export gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Self
+
+from builder.errors import StoreError
+from builder.export.compression import CompressedLayers, convert_layer
+from builder.export.options import Compression
+from builder.export.tarwriter import open_tar_writer
+from builder.image import oci
+from builder.image.store import ImageStore, parse_reference
+from cache.blobs import BlobStore
+
+__all__ = [
+    "ArchiveWriter",
+    "PreparedImage",
+    "blob_member",
+    "index_entries",
+    "prepare_image",
+    "qualified_name",
+]
+
+_CONTAINERD_NAME = "io.containerd.image.name"
+_DEFAULT_DOMAIN = "docker.io"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedImage:
+    """An image as it will be archived: its manifest bytes and the blobs they name."""
+
+    manifest: oci.Descriptor
+    manifest_bytes: bytes
+    config: oci.Descriptor
+    layers: tuple[oci.Descriptor, ...]
+
+
+def prepare_image(
+    store: ImageStore,
+    blobs: BlobStore,
+    manifest: oci.Descriptor,
+    compression: Compression,
+    *,
+    oci_media_types: bool,
+) -> PreparedImage:
+    """Compress the layers as asked (cached) and write the manifest that names them.
+
+    diff_ids are untouched, so the config blob, and the image id, stay the
+    same. When nothing changes (uncompressed, OCI types) the stored manifest
+    is reused byte for byte and keeps its digest.
+    """
+    stored = store.manifest(manifest)
+    config = store.config(stored.config)
+    if len(config.diff_ids) != len(stored.layers):
+        raise StoreError(f"exporting {manifest.digest}: layers and diff_ids differ in number")
+    cache = CompressedLayers(blobs)
+    layers = tuple(
+        convert_layer(
+            blobs, layer, diff_id, compression, oci_media_types=oci_media_types, cache=cache
+        )
+        for layer, diff_id in zip(stored.layers, config.diff_ids, strict=True)
+    )
+    config_type = oci.OCI_CONFIG if oci_media_types else oci.DOCKER_CONFIG
+    manifest_type = oci.OCI_MANIFEST if oci_media_types else oci.DOCKER_MANIFEST
+    config_descriptor = oci.Descriptor(config_type, stored.config.digest, stored.config.size)
+    exported = oci.Manifest(
+        config=config_descriptor,
+        layers=layers,
+        media_type=manifest_type,
+        annotations=stored.annotations,
+    )
+    if exported == stored:
+        data = blobs.read_bytes(manifest.digest)
+    else:
+        data = oci.canonical_json(exported.to_json())
+    # Not stored: an export must not leave unreferenced manifests behind in the store.
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    return PreparedImage(
+        manifest=oci.Descriptor(manifest_type, digest, len(data)),
+        manifest_bytes=data,
+        config=config_descriptor,
+        layers=layers,
+    )
+
+
+def qualified_name(name: str) -> str:
+    """docker.io/library/app:latest for app: the full name containerd labels images with."""
+    reference = str(parse_reference(name))
+    first, slash, _ = reference.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return reference
+    return f"{_DEFAULT_DOMAIN}/{reference}" if slash else f"{_DEFAULT_DOMAIN}/library/{reference}"
+
+
+def index_entries(image: PreparedImage, names: Sequence[str]) -> list[oci.Descriptor]:
+    """index.json entries for one image: one per name, as buildkit writes them.
+
+    ref.name holds the tag alone and io.containerd.image.name the full name
+    (BuildKit's oci exporter, and docker 25's save); no name, one bare entry.
+    """
+    if not names:
+        return [image.manifest]
+    entries = []
+    for name in names:
+        full = qualified_name(name)
+        reference = parse_reference(name)
+        annotations = {_CONTAINERD_NAME: full}
+        if reference.tag:
+            annotations[oci.ANNOTATION_REF_NAME] = reference.tag
+        entries.append(image.manifest.with_annotations(annotations))
+    return entries
+
+
+def blob_member(digest: str) -> str:
+    return "blobs/sha256/" + digest.removeprefix("sha256:")
+
+
+class ArchiveWriter:
+    """A streaming tar of blobs and small files; use it in ``with``.
+
+    Leaving the block normally ends the archive; leaving it by an exception
+    writes nothing more (the destination is discarded anyway). ``out`` stays open.
+    """
+
+    def __init__(self, out: BinaryIO, blobs: BlobStore) -> None:
+        self._blobs = blobs
+        self._tar = open_tar_writer(out)
+        self._written: set[str] = set()
+        self._add_directory("blobs")
+        self._add_directory("blobs/sha256")
+
+    def add_blob(self, digest: str) -> None:
+        """Copy a stored blob in, checked against its digest as it streams past."""
+        name = blob_member(digest)
+        if name in self._written:
+            return
+        self._written.add(name)
+        with self._blobs.open(digest, verify=True) as stream:
+            self._tar.addfile(self._header(name, self._blobs.size(digest)), stream)
+            if stream.read(1):  # also reaches the end, where the digest is checked
+                raise StoreError(f"exporting blob {digest}: it grew while being read")
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        if name in self._written:
+            return
+        self._written.add(name)
+        self._tar.addfile(self._header(name, len(data)), io.BytesIO(data))
+
+    def add_image(self, image: PreparedImage) -> None:
+        """The image's layers, config and manifest, under blobs/sha256/."""
+        for layer in image.layers:
+            self.add_blob(layer.digest)
+        self.add_blob(image.config.digest)
+        self.add_bytes(blob_member(image.manifest.digest), image.manifest_bytes)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._tar.__exit__(*exc_info)  # type: ignore[arg-type]
+
+    def _add_directory(self, name: str) -> None:
+        header = self._header(name, 0)
+        header.type = tarfile.DIRTYPE
+        header.mode = 0o755
+        self._tar.addfile(header)
+
+    @staticmethod
+    def _header(name: str, size: int) -> tarfile.TarInfo:
+        header = tarfile.TarInfo(name)
+        header.size = size
+        header.mode = 0o644
+        header.mtime = 0
+        header.uid = header.gid = 0
+        header.uname = header.gname = ""
+        return header

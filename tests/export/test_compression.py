@@ -1,0 +1,140 @@
+"""builder.export.compression: gzip/zstd layers skopeo reads back, cached for the next export."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import pyzstd
+
+from builder.export.compression import CompressedLayers, compress_stream
+from builder.export.exporter import export
+from builder.export.options import Compression, parse_output
+from builder.image import oci
+from builder.image.store import ImageStore
+from tests.image.sample import skopeo
+
+
+def _sample_data(size: int) -> bytes:
+    rng = random.Random(7)
+    text = b"".join(b"line %d of some text\n" % n for n in range(size // 40))
+    return (rng.randbytes(size // 2) + text)[:size]
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_parallel_gzip_is_valid_gzip_whatever_the_thread_count(level: int) -> None:
+    data = _sample_data(3 * (1 << 20) + 12345)
+    outputs = {
+        threads: b"".join(
+            compress_stream(io.BytesIO(data), Compression("gzip", level), threads=threads)
+        )
+        for threads in (1, 2, 5)
+    }
+    assert len(set(outputs.values())) == 1, "output depends on the thread count"
+    assert gzip.decompress(outputs[1]) == data
+
+
+def test_gzip_of_empty_input_is_valid() -> None:
+    out = b"".join(compress_stream(io.BytesIO(b""), Compression("gzip", 6)))
+    assert gzip.decompress(out) == b""
+
+
+def test_zstd_round_trips() -> None:
+    data = _sample_data(2 << 20)
+    out = b"".join(compress_stream(io.BytesIO(data), Compression("zstd", 3), threads=2))
+    assert pyzstd.decompress(out) == data
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("option", "media_type", "decompress"),
+    [
+        ("compression=gzip", oci.OCI_LAYER_GZIP, gzip.decompress),
+        ("compression=zstd,compression-level=5", oci.OCI_LAYER_ZSTD, pyzstd.decompress),
+    ],
+)
+def test_skopeo_copies_compressed_layers_with_their_diff_ids(
+    store: ImageStore,
+    image: oci.Descriptor,
+    tmp_path: Path,
+    option: str,
+    media_type: str,
+    decompress: object,
+) -> None:
+    out = tmp_path / "out.tar"
+    export(
+        store,
+        store.blobs,
+        image,
+        names=("app:1",),
+        spec=parse_output(f"type=oci,dest={out},{option}"),
+    )
+    copied = tmp_path / "dir"
+    skopeo("copy", f"oci-archive:{out}:1", f"dir:{copied}")
+    manifest = json.loads((copied / "manifest.json").read_text())
+    config = json.loads((copied / manifest["config"]["digest"][7:]).read_bytes())
+    diff_ids = config["rootfs"]["diff_ids"]
+    assert diff_ids == list(store.config(image).diff_ids)
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [media_type] * 3
+    for layer, diff_id in zip(manifest["layers"], diff_ids, strict=True):
+        packed = (copied / layer["digest"][7:]).read_bytes()
+        assert len(packed) == layer["size"]
+        plain = decompress(packed)  # type: ignore[operator]
+        assert "sha256:" + hashlib.sha256(plain).hexdigest() == diff_id
+
+
+def test_docker_media_types_with_docker_output(
+    store: ImageStore, image: oci.Descriptor, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.tar"
+    spec = parse_output(f"type=oci,dest={out},oci-mediatypes=false")
+    export(store, store.blobs, image, names=("app:1",), spec=spec)
+    import tarfile
+
+    with tarfile.open(out) as tar:
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        digest = index["manifests"][0]["digest"]
+        manifest = json.loads(
+            tar.extractfile("blobs/sha256/" + digest[7:]).read()  # type: ignore[union-attr]
+        )
+    assert index["manifests"][0]["mediaType"] == oci.DOCKER_MANIFEST
+    assert manifest["config"]["mediaType"] == oci.DOCKER_CONFIG
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {oci.DOCKER_LAYER_GZIP}
+
+
+def test_second_export_reuses_the_compressed_blobs(
+    store: ImageStore, image: oci.Descriptor, tmp_path: Path
+) -> None:
+    spec = parse_output(f"type=oci,dest={tmp_path / 'one.tar'},compression=zstd")
+    export(store, store.blobs, image, names=(), spec=spec)
+    cache = CompressedLayers(store.blobs)
+    diff_ids = store.config(image).diff_ids
+    found = [cache.lookup(diff_id, spec.compression) for diff_id in diff_ids]
+    assert all(found)
+    blob_times = {d: os.stat(store.blobs.path(d)).st_mtime_ns for d, _ in found}  # type: ignore[misc]
+    index_before = (store.root / "compressed-layers.json").read_bytes()
+    spec_two = parse_output(f"type=oci,dest={tmp_path / 'two.tar'},compression=zstd")
+    export(store, store.blobs, image, names=(), spec=spec_two)
+    assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "two.tar").read_bytes()
+    assert (store.root / "compressed-layers.json").read_bytes() == index_before
+    assert {d: os.stat(store.blobs.path(d)).st_mtime_ns for d in blob_times} == blob_times
+
+
+def test_cache_entry_whose_blob_is_gone_is_recompressed(
+    store: ImageStore, image: oci.Descriptor, tmp_path: Path
+) -> None:
+    spec = parse_output(f"type=oci,dest={tmp_path / 'one.tar'}")
+    export(store, store.blobs, image, names=(), spec=spec)
+    diff_id = store.config(image).diff_ids[0]
+    found = CompressedLayers(store.blobs).lookup(diff_id, spec.compression)
+    assert found is not None
+    store.blobs.delete(found[0])
+    assert CompressedLayers(store.blobs).lookup(diff_id, spec.compression) is None
+    export(store, store.blobs, image, names=(), spec=spec)
+    assert store.blobs.has(found[0])
