@@ -99,7 +99,7 @@ class _Unused(argparse.ArgumentParser):
 _UNUSED = _Unused()
 
 COMMANDS = ("parse", "build", "images", "inspect", "history", "tag", "rmi", "import", "load",
-            "pull", "push", "login", "logout")
+            "pull", "push", "login", "logout", "save")
 
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
@@ -139,6 +139,10 @@ def _add_image_commands(
                        default="auto", help="how to show progress")
     build.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                        help="reach this registry over plain HTTP (for FROM pulls)")
+    build.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
+                       help="also write the image: type=oci|docker|local|tar,dest=... "
+                            "(compression=gzip|zstd|uncompressed); DIR alone is type=local")
+    build.add_argument("--iidfile", metavar="FILE", help="write the image digest to FILE")
     command("images", "list images")
     inspect = command("inspect", "show an image's manifest and config as JSON")
     inspect.add_argument("names", nargs="+", metavar="NAME")
@@ -175,6 +179,10 @@ def _add_image_commands(
                        help="read the password from standard input")
     logout = command("logout", "forget the credentials for a registry")
     logout.add_argument("registry", metavar="REGISTRY")
+    save = command("save", "write images into one OCI or docker archive")
+    save.add_argument("names", nargs="+", metavar="NAME")
+    save.add_argument("-o", "--output", metavar="FILE", help="the archive (default: stdout)")
+    save.add_argument("--format", choices=("oci", "docker"), default="oci")
 
 
 def _read_dockerfile(path: str) -> tuple[bytes, str]:

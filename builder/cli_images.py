@@ -31,6 +31,7 @@ __all__ = [
     "run_pull",
     "run_push",
     "run_rmi",
+    "run_save",
     "run_tag",
 ]
 
@@ -64,6 +65,11 @@ def run_build(args: argparse.Namespace) -> int:
     for text in args.build_arg:
         if not text.partition("=")[0]:
             raise UsageError(f"--build-arg {text!r}: expected NAME[=VALUE]")
+    outputs = []
+    if args.output:
+        from builder.export.options import parse_output
+
+        outputs = [parse_output(text) for text in args.output]  # refuse bad specs up front
     request = BuildRequest(
         context=context,
         dockerfile=dockerfile,
@@ -77,14 +83,32 @@ def run_build(args: argparse.Namespace) -> int:
         progress=args.progress,
         insecure_registries=tuple(args.insecure_registry),
     )
-    if not args.no_cache and _replay(request, args.progress):
+    if not outputs and not args.iidfile and not args.no_cache and _replay(request, args.progress):
         return 0
     from builder.engine import build
 
     result = build(request)
+    if outputs:
+        from builder.engine import open_root
+        from builder.export.exporter import export
+
+        root = open_root(request.root)
+        manifest = root.images.resolve(result.manifest_digest)
+        for spec in outputs:
+            export(root.images, root.blobs, manifest, names=result.tags, spec=spec)
+    if args.iidfile:
+        _write_atomically(Path(args.iidfile), result.manifest_digest)
     if args.progress == "quiet":
         print(result.manifest_digest)
     return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import os
+
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(text)
+    os.replace(staging, path)
 
 
 def _replay(request: BuildRequest, progress: str) -> bool:
@@ -251,4 +275,16 @@ def run_logout(args: argparse.Namespace) -> int:
         print(f"Removing login credentials for {args.registry}")
     else:
         print(f"Not logged in to {args.registry}")
+    return 0
+
+
+def run_save(args: argparse.Namespace) -> int:
+    from builder.errors import UsageError
+    from builder.export.save import save
+
+    dest = args.output or "-"
+    if dest == "-" and sys.stdout.isatty():
+        raise UsageError("save: refusing to write an archive to a terminal; use -o FILE")
+    root = _root(args)
+    save(root.images, root.blobs, args.names, dest=dest, format=args.format)
     return 0

@@ -343,3 +343,29 @@ def test_ctrl_c_stops_a_running_step_and_leaves_nothing_behind(
     leftover = subprocess.run(["pgrep", "-f", marker], check=False, capture_output=True)
     assert leftover.returncode == 1
     assert _mounts_under(pybuild_root) == []
+
+
+def test_outputs_iidfile_and_save(pybuild: Runner, tmp_path: Path) -> None:
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    context = _context(tmp_path, "FROM busybox\nRUN echo out > /out\n")
+    iid = tmp_path / "iid"
+    oci_tar = tmp_path / "image.oci.tar"
+    tree = tmp_path / "tree"
+    result = pybuild("build", "-t", "exported", "--iidfile", str(iid),
+                     "-o", f"type=oci,dest={oci_tar},compression=zstd", "-o", str(tree),
+                     str(context))
+    assert result.returncode == 0, result.stderr
+    digest = iid.read_text()
+    assert digest.startswith("sha256:")
+    inspected = subprocess.run(["skopeo", "inspect", f"oci-archive:{oci_tar}"],
+                               capture_output=True, text=True, check=True)
+    assert json.loads(inspected.stdout)["Layers"]
+    assert (tree / "out").read_text() == "out\n"
+    saved = tmp_path / "saved.tar"
+    assert pybuild("save", "--format", "docker", "-o", str(saved), "exported").returncode == 0
+    docker = subprocess.run(["skopeo", "inspect", f"docker-archive:{saved}"],
+                            capture_output=True, text=True, check=True)
+    assert "exported" in docker.stdout or json.loads(docker.stdout)["Layers"]
+    bad = pybuild("build", "-o", "type=nope,dest=x", str(context))
+    assert bad.returncode != 0 and "type" in bad.stderr and "Traceback" not in bad.stderr
