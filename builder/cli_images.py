@@ -70,6 +70,10 @@ def run_build(args: argparse.Namespace) -> int:
         from builder.export.options import parse_output
 
         outputs = [parse_output(text) for text in args.output]  # refuse bad specs up front
+    if args.push:
+        from builder.export.options import OutputSpec
+
+        outputs.append(OutputSpec(type="registry", dest=""))
     request = BuildRequest(
         context=context,
         dockerfile=dockerfile,
@@ -83,7 +87,7 @@ def run_build(args: argparse.Namespace) -> int:
         progress=args.progress,
         insecure_registries=tuple(args.insecure_registry),
     )
-    if not outputs and not args.iidfile and not args.no_cache and _replay(request, args.progress):
+    if not (outputs or args.iidfile or args.no_cache) and _replay(request, args.progress):
         return 0
     from builder.engine import build
 
@@ -95,12 +99,29 @@ def run_build(args: argparse.Namespace) -> int:
         root = open_root(request.root)
         manifest = root.images.resolve(result.manifest_digest)
         for spec in outputs:
-            export(root.images, root.blobs, manifest, names=result.tags, spec=spec)
+            if spec.type == "registry":
+                _push_all(root, result.manifest_digest, (*result.tags, *spec.names), args)
+            elif spec.type != "image":  # type=image: the local store, done already
+                export(root.images, root.blobs, manifest, names=result.tags, spec=spec)
     if args.iidfile:
         _write_atomically(Path(args.iidfile), result.manifest_digest)
     if args.progress == "quiet":
         print(result.manifest_digest)
     return 0
+
+
+def _push_all(root: Root, digest: str, names: tuple[str, ...], args: argparse.Namespace) -> None:
+    """--push / -o type=registry: push the built image under each name."""
+    from builder.errors import UsageError
+    from builder.registry import push
+
+    if not names:
+        raise UsageError("--push: name the image with -t (or -o type=registry,name=...)")
+    manifest = root.images.resolve(digest)
+    for name in dict.fromkeys(names):
+        root.images.tag(name, manifest)  # a no-op when the tag is already there
+        pushed = push(root.images, root.blobs, name, options=_registry_options(args))
+        print(f"pushed {name}: {pushed.digest}", file=sys.stderr)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -33,7 +33,9 @@ _IMAGE_KEYS = frozenset(
     }
 )
 _TREE_KEYS = frozenset({"type", "dest"})
-_UNSUPPORTED_TYPES = ("image", "registry", "cacheonly")
+_UNSUPPORTED_TYPES = ("cacheonly",)
+# type=registry (and type=image,push=true) pushes the image; the CLI does it.
+_PUSH_KEYS = frozenset({"type", "name", "push"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,13 @@ def parse_output(text: str, *, default_compression: str = "gzip") -> OutputSpec:
         raise UsageError(f"--output {text!r}: type is required (oci, docker, local or tar)")
     if kind in _UNSUPPORTED_TYPES:
         raise UsageError(f"--output type={kind}: not supported (use oci, docker, local or tar)")
+    if kind in ("registry", "image"):
+        for key in fields:
+            if key not in _PUSH_KEYS:
+                raise UsageError(f"--output type={kind}: unknown key {key!r}")
+        push = kind == "registry" or _parse_bool(fields, "push", False)
+        names = tuple(name.strip() for name in fields.get("name", "").split(",") if name.strip())
+        return OutputSpec(type="registry" if push else "image", dest="", names=names)
     if kind not in OUTPUT_TYPES:
         raise UsageError(f"--output type={kind}: unknown type (use oci, docker, local or tar)")
     allowed = _IMAGE_KEYS if kind in ("oci", "docker") else _TREE_KEYS

@@ -57,7 +57,8 @@ def test_quoted_name_list_becomes_names() -> None:
         ("type=oci,dest=a.tar,force-compression=maybe", "force-compression=maybe"),
         ("type=oci", "dest is required"),
         ("dest=a.tar", "type is required"),
-        ("type=registry,dest=x", "not supported"),
+        ("type=registry,dest=x", "unknown key"),
+        ("type=cacheonly", "not supported"),
         ("type=zip,dest=x", "unknown type"),
         ("type=oci,dest=a,dest=b", "given twice"),
         ("type=oci,dest", "not key=value"),
@@ -66,3 +67,12 @@ def test_quoted_name_list_becomes_names() -> None:
 def test_bad_output_raises_usage_error_naming_the_key(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
         parse_output(text)
+
+
+def test_registry_and_image_outputs_mean_push_or_local_store() -> None:
+    from builder.export.options import parse_output
+
+    assert parse_output("type=registry,name=h:5000/a:1").type == "registry"
+    assert parse_output("type=registry,name=h:5000/a:1").names == ("h:5000/a:1",)
+    assert parse_output("type=image,push=true").type == "registry"
+    assert parse_output("type=image").type == "image"

@@ -52,6 +52,12 @@ def test_push_pull_and_from_a_registry(registry: LiveRegistry, tmp_path: Path) -
                      "-t", "on-top", str(context))
     assert built.returncode == 0, built.stderr
     assert "pulled" in built.stderr
+    # --push sends the built image to the registry its -t name points at.
+    pushed_build = _pybuild("build", "--root", str(tmp_path / "third"), "--progress", "plain",
+                            "--push", "-t", f"{registry.host}/team/on-top:1", str(context))
+    assert pushed_build.returncode == 0, pushed_build.stderr
+    fourth = _pybuild("pull", "--root", str(tmp_path / "fourth"), f"{registry.host}/team/on-top:1")
+    assert fourth.returncode == 0, fourth.stderr
 
 
 def test_missing_unqualified_base_is_not_pulled(tmp_path: Path) -> None:
