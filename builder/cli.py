@@ -143,6 +143,8 @@ def _add_image_commands(
                        help="also write the image: type=oci|docker|local|tar,dest=... "
                             "(compression=gzip|zstd|uncompressed); DIR alone is type=local")
     build.add_argument("--iidfile", metavar="FILE", help="write the image digest to FILE")
+    build.add_argument("--pull", action="store_true",
+                       help="always ask the registry for a newer base image")
     build.add_argument("--push", action="store_true",
                        help="push the image to its registry (the -t names) after the build")
     command("images", "list images")

@@ -86,8 +86,11 @@ def run_build(args: argparse.Namespace) -> int:
         no_cache=args.no_cache,
         progress=args.progress,
         insecure_registries=tuple(args.insecure_registry),
+        pull=args.pull,
     )
-    if not (outputs or args.iidfile or args.no_cache) and _replay(request, args.progress):
+    if not (outputs or args.iidfile or args.no_cache or args.pull) and _replay(
+        request, args.progress
+    ):
         return 0
     from builder.engine import build
 

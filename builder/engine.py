@@ -98,10 +98,12 @@ def _names_a_registry(name: str) -> bool:
 
 
 def _image_resolver(
-    root: Root, insecure_registries: tuple[str, ...] = ()
+    root: Root, insecure_registries: tuple[str, ...] = (), *, always_pull: bool = False
 ) -> Callable[[str, commands.Instruction], BaseImage]:
     def resolve(name: str, instruction: commands.Instruction) -> BaseImage:
         try:
+            if always_pull and _names_a_registry(name):
+                raise StoreError("--pull: asking the registry first")
             manifest_desc = root.images.resolve(name)
         except StoreError as err:
             if not _names_a_registry(name):
@@ -268,7 +270,7 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
         request.dockerfile,
         PlanRequest(build_args=resolved_build_args(request), target=request.target,
                     filename=request.dockerfile_name),
-        _image_resolver(root, request.insecure_registries),
+        _image_resolver(root, request.insecure_registries, always_pull=request.pull),
     )
     total = sum(len(stage.steps) for stage in graph.stages)
     view = progress or make_progress(request.progress, total)

@@ -28,6 +28,7 @@ class BuildRequest:
     no_cache: bool = False
     progress: str = "auto"
     insecure_registries: tuple[str, ...] = ()
+    pull: bool = False  # --pull: ask the registry for a newer base even when one is stored
 
 
 def default_root() -> Path:

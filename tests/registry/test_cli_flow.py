@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,18 @@ def test_push_pull_and_from_a_registry(registry: LiveRegistry, tmp_path: Path) -
                      "-t", "on-top", str(context))
     assert built.returncode == 0, built.stderr
     assert "pulled" in built.stderr
+    # A newer base under the same tag: a plain build keeps the stored one,
+    # --pull asks the registry and rebuilds on the new base.
+    (rootfs / "newer").write_text("v2")
+    assert _pybuild("import", "--root", str(first), str(rootfs), "-t", "tiny").returncode == 0
+    assert _pybuild("push", "--root", str(first), "tiny", remote).returncode == 0
+    stale = _pybuild("build", "--root", str(tmp_path / "third"), "--progress", "plain",
+                     "-t", "on-top", str(context))
+    assert re.search(r"pybuild: \d+ steps, 0 run, 1 cached", stale.stderr), stale.stderr
+    again = _pybuild("build", "--root", str(tmp_path / "third"), "--progress", "plain",
+                     "--pull", "-t", "on-top", str(context))
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"pybuild: \d+ steps, 1 run, 0 cached", again.stderr), again.stderr
     # --push sends the built image to the registry its -t name points at.
     pushed_build = _pybuild("build", "--root", str(tmp_path / "third"), "--progress", "plain",
                             "--push", "-t", f"{registry.host}/team/on-top:1", str(context))
