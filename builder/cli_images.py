@@ -128,11 +128,9 @@ def _push_all(root: Root, digest: str, names: tuple[str, ...], args: argparse.Na
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    import os
+    from cache.files import write_atomically
 
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(text)
-    os.replace(staging, path)
+    write_atomically(path, text.encode())
 
 
 def _replay(request: BuildRequest, progress: str) -> bool:

@@ -26,6 +26,7 @@ import xxhash
 
 from builder.dockerignore import IgnoreRules, MatchInfo, clean_path, glob_match
 from builder.errors import ContextError, SourceNotFound
+from cache import files
 
 __all__ = [
     "BuildContext",
@@ -153,12 +154,7 @@ class StatCache:
             chunks.append(self._RECORD.pack(len(path)) + path)
             chunks.append(self._VALUE.pack(ino, size, mtime, ctime, digest))
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.db_path.with_name(f".{self.db_path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as out:
-            out.write(b"".join(chunks))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.db_path)
+        files.write_atomically(self.db_path, b"".join(chunks))
         self._dirty = False
 
     def _load(self) -> dict[bytes, tuple[int, int, int, int, bytes]]:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import xxhash
 
+from cache.files import write_atomically
+
 __all__ = ["journal_key", "load", "record", "replay_lines"]
 
 _VERSION = "pybuild.journal.v1"
@@ -144,9 +146,9 @@ def record(
     }
     target = _path(root, key)
     target.parent.mkdir(exist_ok=True)
-    staging = root / "tmp" / f"journal-{key}-{os.getpid()}"
-    staging.write_text(json.dumps(entry, separators=(",", ":")))
-    os.replace(staging, target)
+    # A cache: losing an entry costs one full (cached) build, so no fsync.
+    write_atomically(target, json.dumps(entry, separators=(",", ":")).encode(),
+                           staging_dir=root / "tmp", durable=False)
     return True
 
 

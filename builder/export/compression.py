@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import gzip
 import json
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +29,7 @@ import pyzstd
 from builder.errors import StoreError
 from builder.export.options import Compression
 from builder.image import oci
+from cache import files
 from cache.blobs import BlobStore, validate_digest
 
 __all__ = [
@@ -130,27 +129,10 @@ class CompressedLayers:
             return {}  # a cache: a damaged index costs recompression, nothing more
 
     def _write(self, data: bytes) -> None:
-        fd, temp = tempfile.mkstemp(prefix=f"{_INDEX_NAME}-", dir=self._blobs.staging_dir)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fchmod(file.fileno(), 0o644)
-                os.fsync(file.fileno())
-            os.rename(temp, self._path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
+        files.write_atomically(self._path, data, staging_dir=self._blobs.staging_dir)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return files.exclusive_lock(self._lock_path)
 
 
 def _key(diff_id: str, compression: Compression) -> str:

@@ -12,17 +12,15 @@ Untagging never deletes blobs; that is garbage collection's job.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import StoreError
 from builder.image import oci
 from builder.image.config import ImageConfig
+from cache import files
 from cache.blobs import BlobStore, validate_digest
 
 __all__ = ["ImageRecord", "ImageStore", "Reference", "parse_reference"]
@@ -333,36 +331,11 @@ class ImageStore:
             updated = oci.Index(manifests=tuple(entries), annotations=index.annotations)
             self._write_atomically(self._index_path, oci.canonical_json(updated.to_json()))
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        # flock, not fcntl/POSIX locks: POSIX locks are per process and are
-        # dropped when any descriptor of the file closes; flock follows the
-        # open file description, so threads and processes both queue here.
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return files.exclusive_lock(self._lock_path)
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
-        fd, temp = tempfile.mkstemp(prefix=f"{path.name}-", dir=self.blobs.staging_dir)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fchmod(file.fileno(), 0o644)
-                os.fsync(file.fileno())
-            os.rename(temp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
-        directory = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        files.write_atomically(path, data, staging_dir=self.blobs.staging_dir)
 
     def _ensure_layout(self) -> None:
         layout = self.root / "oci-layout"

@@ -10,11 +10,9 @@ keys we do not know are kept.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import re
-import tempfile
 import threading
 import urllib.parse
 from collections.abc import Mapping
@@ -25,6 +23,7 @@ from typing import Any
 from builder.errors import RegistryError
 from builder.registry.reference import DOCKER_HUB
 from builder.registry.transport import Transport
+from cache import files
 
 __all__ = [
     "Authenticator",
@@ -148,18 +147,8 @@ def _read_config(path: Path) -> dict[str, Any]:
 def _write_config(path: Path, config: Mapping[str, Any]) -> None:
     data = (json.dumps(config, indent="\t", sort_keys=True) + "\n").encode()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".config.json-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), 0o600)  # before a byte of secret is written
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.rename(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+    # 0600 before a byte of secret is written.
+    files.write_atomically(path, data, mode=0o600)
 
 
 # -- challenges and tokens -----------------------------------------------------

@@ -16,7 +16,6 @@ import contextlib
 import gzip
 import hashlib
 import json
-import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from builder.image import oci
 from builder.image.store import ImageStore
 from builder.registry.client import RegistryOptions, RepositoryClient, open_repository
 from builder.registry.reference import RemoteReference, parse_remote
+from cache import files
 from cache.blobs import BlobStore
 
 __all__ = ["CHUNK_SIZE", "push"]
@@ -198,16 +198,9 @@ class _CompressedLayers:
         entries = self._read()
         entries[diff_id] = compressed.to_json()
         data = oci.canonical_json({"version": _COMPRESSED_CACHE_VERSION, "layers": entries})
-        fd, temp = tempfile.mkstemp(prefix=f"{self._path.name}-", dir=self._path.parent / "tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                os.fchmod(file.fileno(), 0o644)
-            os.rename(temp, self._path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
+        # A cache: losing it costs one recompression, so no fsync.
+        files.write_atomically(self._path, data, staging_dir=self._path.parent / "tmp",
+                               durable=False)
 
     def _read(self) -> dict[str, object]:
         try:
