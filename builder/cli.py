@@ -99,7 +99,7 @@ class _Unused(argparse.ArgumentParser):
 _UNUSED = _Unused()
 
 COMMANDS = ("parse", "build", "images", "inspect", "history", "tag", "rmi", "import", "load",
-            "pull", "push", "login", "logout", "save")
+            "pull", "push", "login", "logout", "save", "builds")
 
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
@@ -135,7 +135,7 @@ def _add_image_commands(
                        help="set a build argument (repeatable)")
     build.add_argument("--target", metavar="STAGE", help="build this stage")
     build.add_argument("--no-cache", action="store_true", help="do not use the cache")
-    build.add_argument("--progress", choices=("auto", "plain", "tty", "quiet"),
+    build.add_argument("--progress", choices=("auto", "plain", "tty", "quiet", "rawjson"),
                        default="auto", help="how to show progress")
     build.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                        help="reach this registry over plain HTTP (for FROM pulls)")
@@ -183,6 +183,12 @@ def _add_image_commands(
                        help="read the password from standard input")
     logout = command("logout", "forget the credentials for a registry")
     logout.add_argument("registry", metavar="REGISTRY")
+    builds = command("builds", "list recent builds, or show one build's steps")
+    builds.add_argument("action", nargs="?", choices=("show",), help="show one build")
+    builds.add_argument("build_id", nargs="?", metavar="ID", help="a build id (or prefix)")
+    builds.add_argument("--format", choices=("table", "json"), default="table")
+    builds.add_argument("-n", "--last", type=int, default=20, metavar="N",
+                        help="how many recent builds to list")
     save = command("save", "write images into one OCI or docker archive")
     save.add_argument("names", nargs="+", metavar="NAME")
     save.add_argument("-o", "--output", metavar="FILE", help="the archive (default: stdout)")

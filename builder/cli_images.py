@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from builder.engine import Root
     from builder.registry import RegistryOptions
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "run_build",
+    "run_builds",
     "run_history",
     "run_images",
     "run_import",
@@ -88,7 +90,8 @@ def run_build(args: argparse.Namespace) -> int:
         insecure_registries=tuple(args.insecure_registry),
         pull=args.pull,
     )
-    if not (outputs or args.iidfile or args.no_cache or args.pull) and _replay(
+    journal_ok = not (outputs or args.iidfile or args.no_cache or args.pull)
+    if journal_ok and args.progress != "rawjson" and _replay(
         request, args.progress
     ):
         return 0
@@ -146,13 +149,32 @@ def _replay(request: BuildRequest, progress: str) -> bool:
     entry = journal.load(request.root, key, request.context.resolve()) if key else None
     if entry is None:
         return False
+    seconds = time.perf_counter() - started
     summary = summary_line(steps=entry["steps"], cached=entry["cached"], ran=0,
-                           seconds=time.perf_counter() - started, digest=entry["manifest"])
+                           seconds=seconds, digest=entry["manifest"])
+    _record_replay(request, entry, seconds)
     if progress == "quiet":
         print(entry["manifest"])
     else:
         sys.stderr.write("\n".join([*journal.replay_lines(entry), summary]) + "\n")
     return True
+
+
+def _record_replay(request: BuildRequest, entry: dict[str, Any], seconds: float) -> None:
+    """A build answered by the journal is still a build: record it, every step a hit."""
+    import time
+
+    from cache.records import BuildRecord, BuildRecords, StepRecord, new_build_id
+
+    steps = tuple(
+        StepRecord(stage, instruction, line, key, 1 if key else -1, 0.0, 0)
+        for _, _, key, line, stage, instruction in entry["lines"]
+    )
+    BuildRecords(request.root / "cache.db").save(BuildRecord(
+        id=new_build_id(), started=time.time(), dockerfile=request.dockerfile_name,
+        target=request.target, steps=entry["steps"], cached=entry["cached"], ran=0,
+        seconds=seconds, digest=entry["manifest"], outcome="ok", step_records=steps,
+    ))
 
 
 def run_images(args: argparse.Namespace) -> int:
@@ -309,4 +331,46 @@ def run_save(args: argparse.Namespace) -> int:
         raise UsageError("save: refusing to write an archive to a terminal; use -o FILE")
     root = _root(args)
     save(root.images, root.blobs, args.names, dest=dest, format=args.format)
+    return 0
+
+
+def run_builds(args: argparse.Namespace) -> int:
+    """pybuild builds [show ID]: the build records of this root."""
+    import dataclasses
+    import datetime
+
+    from builder.errors import UsageError
+    from cache.records import BuildRecords
+
+    root = _root(args)
+    records = BuildRecords(root.path / "cache.db")
+    if args.action == "show":
+        if not args.build_id:
+            raise UsageError("builds show: name a build id (see pybuild builds)")
+        record = records.get(args.build_id)
+        if record is None:
+            raise UsageError(f"builds show {args.build_id}: no such build (or the prefix is "
+                             "ambiguous)")
+        if args.format == "json":
+            print(json.dumps(dataclasses.asdict(record), indent=2))
+            return 0
+        print(f"build {record.id}  {record.dockerfile}  target={record.target or '-'}  "
+              f"{record.outcome}  {record.digest}")
+        for number, step in enumerate(record.step_records, start=1):
+            state = {1: "CACHED", 0: "RUN", -1: "-"}[step.hit]
+            print(f"#{number:<3} {state:<7} {step.seconds:7.2f}s  {step.bytes:>10}  "
+                  f"line {step.line:<4} [{step.stage}] {step.instruction.splitlines()[0][:80]}")
+        return 0
+    rows = records.recent(args.last)
+    if args.format == "json":
+        print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
+        return 0
+    print(f"{'ID':<13}{'STARTED':<21}{'DOCKERFILE':<24}{'TARGET':<10}{'STEPS':>6}{'HITS':>6}"
+          f"{'HIT RATE':>10}{'TIME':>9}  OUTCOME")
+    for row in rows:
+        started = datetime.datetime.fromtimestamp(row.started).strftime("%Y-%m-%d %H:%M:%S")
+        keyed = row.cached + row.ran
+        print(f"{row.id:<13}{started:<21}{row.dockerfile[-23:]:<24}{(row.target or '-'):<10}"
+              f"{row.steps:>6}{row.cached:>6}{f'{row.cached}/{keyed}':>10}{row.seconds:>8.2f}s"
+              f"  {row.outcome[:40]}")
     return 0

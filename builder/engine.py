@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import DockerfileError, StoreError, UsageError
+from builder.errors import DockerfileError, PybuildError, StoreError, UsageError
 from builder.frontend import commands
 from builder.image import oci
 from builder.image.config import ContainerConfig, HistoryEntry, ImageConfig
@@ -28,6 +28,7 @@ from builder.request import BuildRequest, journal_key, resolved_build_args
 from builder.solver import Solver, StageState
 from cache.blobs import BlobStore
 from cache.index import CacheIndex
+from cache.records import BuildRecord, BuildRecords, StepRecord, new_build_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -221,9 +222,30 @@ def _export(root: Root, state: StageState, architecture: str, author: str) -> oc
     return root.images.put_image(config, layers)
 
 
+def _build_record(
+    build_id: str, wall_start: float, request: BuildRequest, graph: Graph, solver: Solver,
+    started: float, digest: str, outcome: str,
+) -> BuildRecord:
+    keyed = {record[0]: record for record in solver.stats.records}
+    steps = []
+    for stage in graph.stages:
+        for step in stage.steps:
+            _, key, cached, seconds, size = keyed.get(step.id, (step.id, "", False, 0.0, 0))
+            hit = -1 if not key else int(cached)
+            steps.append(StepRecord(stage.name or str(stage.index), step.instruction.original,
+                                    step.location.start_line, key, hit, seconds, size))
+    stats = solver.stats
+    return BuildRecord(
+        id=build_id, started=wall_start, dockerfile=request.dockerfile_name,
+        target=request.target, steps=stats.steps, cached=stats.cached, ran=stats.ran,
+        seconds=time.perf_counter() - started, digest=digest, outcome=outcome,
+        step_records=tuple(steps),
+    )
+
+
 def _journal(
     request: BuildRequest, graph: Graph, manifest: str, context: BuildContext,
-    steps: int, layer_steps: int,
+    solver: Solver,
 ) -> None:
     """Record this build so an identical rebuild can be answered from the journal."""
     from builder import journal
@@ -236,8 +258,12 @@ def _journal(
     if request.dockerfile_path is not None:
         name = request.dockerfile_path.name + ".dockerignore"
         ignore_files.insert(0, request.dockerfile_path.with_name(name))
+    keys = {record[0]: record[1] for record in solver.stats.records}
+    # Per step: what progress shows, whether it is keyed, and what a build
+    # record of a replay needs (key, line, stage, instruction).
     lines = [
-        (describe_step(step, stage.name), step.makes_layer)
+        (describe_step(step, stage.name), step.makes_layer, keys.get(step.id, ""),
+         step.location.start_line, stage.name or str(stage.index), step.instruction.original)
         for stage in graph.stages
         for step in stage.steps
     ]
@@ -246,8 +272,8 @@ def _journal(
         context=request.context.resolve(),
         manifest=manifest,
         lines=lines,
-        steps=steps,
-        cached=layer_steps,
+        steps=solver.stats.steps,
+        cached=solver.stats.cached + solver.stats.ran,
         context_stats=context.visited_stats(),
         ignore_files=ignore_files,
         ignore_has_exceptions=context.ignore.has_exceptions,
@@ -295,8 +321,15 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
         no_cache=request.no_cache,
         abort=executor.cancelled,
     )
+    records = BuildRecords(request.root / "cache.db")
+    build_id = new_build_id()
+    wall_start = time.time()
     try:
         states = solver.solve(graph)
+    except PybuildError as err:
+        records.save(_build_record(build_id, wall_start, request, graph, solver,
+                                   started, "", str(err).splitlines()[0]))
+        raise
     finally:
         view.close()
     target = graph.stage(graph.target)
@@ -308,9 +341,10 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
     config_digest = root.images.manifest(manifest).config.digest
     seconds = time.perf_counter() - started
     stats = solver.stats
+    records.save(_build_record(build_id, wall_start, request, graph, solver, started,
+                               manifest.digest, "ok"))
     if not request.no_cache:
-        _journal(request, graph, manifest.digest, context, stats.steps,
-                 stats.cached + stats.ran)
+        _journal(request, graph, manifest.digest, context, solver)
     view.message(summary_line(steps=stats.steps, cached=stats.cached, ran=stats.ran,
                               seconds=seconds, digest=manifest.digest))
     return BuildResult(manifest.digest, config_digest, tags, stats.steps, stats.cached,

@@ -33,7 +33,7 @@ from cache.files import write_atomically
 
 __all__ = ["journal_key", "load", "record", "replay_lines"]
 
-_VERSION = "pybuild.journal.v1"
+_VERSION = "pybuild.journal.v2"
 _RACY_NS = 100_000_000
 
 TYPE_CHECKING = False
@@ -111,7 +111,7 @@ def record(
     *,
     context: Path,
     manifest: str,
-    lines: list[tuple[str, bool]],
+    lines: list[tuple[str, bool, str, int, str, str]],
     steps: int,
     cached: int,
     context_stats: Mapping[str, os.stat_result] | None,
@@ -155,7 +155,7 @@ def record(
 def replay_lines(entry: dict[str, Any]) -> list[str]:
     """What a fully cached build prints for the entry's steps (plain progress)."""
     out = []
-    for number, (text, makes_layer) in enumerate(entry["lines"], start=1):
+    for number, (text, makes_layer, *_) in enumerate(entry["lines"], start=1):
         out.append(f"#{number} {text}")
         out.append(f"#{number} CACHED" if makes_layer else f"#{number} DONE 0.0s")
     return out

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PlainProgress",
     "QuietProgress",
+    "RawJsonProgress",
     "TtyProgress",
     "describe_step",
     "make_progress",
@@ -119,6 +120,55 @@ class TtyProgress(PlainProgress):
         self._bar.close()
 
 
+class RawJsonProgress(PlainProgress):
+    """One JSON object per line and event, for CI tools: no regexes over CACHED lines.
+
+    Events: started, cached, log (``data``, decoded with replacement), done
+    (``seconds``), error (``message``), summary.  Each step event carries the
+    step number, stage, instruction and Dockerfile line.
+    """
+
+    def _event(self, kind: str, step: Step | None, **fields: object) -> None:
+        import json
+
+        record: dict[str, object] = {"event": kind, "time": round(time.time(), 3)}
+        if step is not None:
+            record.update(
+                step=self._number(step),
+                stage=self._stage_names.get(step.stage, "") or str(step.stage),
+                instruction=step.instruction.original.split("\n", 1)[0],
+                line=step.location.start_line,
+            )
+        record.update(fields)
+        self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._out.flush()
+
+    def step_started(self, step: Step) -> None:
+        with self._lock:
+            self._started[step.id] = time.perf_counter()
+            self._event("started", step)
+
+    def step_cached(self, step: Step) -> None:
+        with self._lock:
+            self._event("cached", step)
+
+    def step_finished(self, step: Step, seconds: float) -> None:
+        with self._lock:
+            self._event("done", step, seconds=round(seconds, 3))
+
+    def step_log(self, step: Step, data: bytes) -> None:
+        with self._lock:
+            self._event("log", step, data=data.decode("utf-8", "replace"))
+
+    def step_failed(self, step: Step, message: str) -> None:
+        with self._lock:
+            self._event("error", step, message=message)
+
+    def message(self, text: str) -> None:
+        with self._lock:
+            self._event("summary", None, text=text)
+
+
 class QuietProgress(PlainProgress):
     def _emit(self, text: str) -> None:
         pass
@@ -132,6 +182,8 @@ def make_progress(mode: str, total_steps: int, out: TextIO | None = None) -> Pla
         return TtyProgress(total_steps, stream)
     if mode == "quiet":
         return QuietProgress(stream)
+    if mode == "rawjson":
+        return RawJsonProgress(stream)
     return PlainProgress(stream)
 
 

@@ -71,7 +71,8 @@ class BuildStats:
     steps: int = 0
     cached: int = 0
     ran: int = 0
-    records: list[tuple[int, str, bool, float]] = field(default_factory=list)
+    # Per keyed step: (step id, cache key, was it a hit, seconds, layer bytes).
+    records: list[tuple[int, str, bool, float, int]] = field(default_factory=list)
 
     @property
     def hit_rate(self) -> float:
@@ -215,7 +216,7 @@ class Solver:
                 self.stats.cached += 1
             else:
                 self.stats.ran += 1
-            self.stats.records.append((step.id, key, cached, seconds))
+            self.stats.records.append((step.id, key, cached, seconds, layer.size if layer else 0))
         layers = parent.layers if layer is None else (*parent.layers, layer)
         history = (*parent.history, _history(step, empty=layer is None, created=created))
         return StageState(key, layers, step.after, history)

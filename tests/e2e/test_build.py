@@ -369,3 +369,30 @@ def test_outputs_iidfile_and_save(pybuild: Runner, tmp_path: Path) -> None:
     assert "exported" in docker.stdout or json.loads(docker.stdout)["Layers"]
     bad = pybuild("build", "-o", "type=nope,dest=x", str(context))
     assert bad.returncode != 0 and "type" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_build_records_and_rawjson_progress(pybuild: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, "FROM busybox\nCOPY foo /foo\nRUN cat /foo\nENV A=1\n",
+                       {"foo": "x"})
+    first = pybuild("build", "--progress", "rawjson", str(context))
+    assert first.returncode == 0, first.stderr
+    events = [json.loads(line) for line in first.stderr.splitlines()]
+    kinds = [event["event"] for event in events]
+    assert kinds.count("started") == 3 and kinds.count("done") == 3
+    assert kinds[-1] == "summary"
+    log = next(event for event in events if event["event"] == "log")
+    assert log["data"].strip() == "x" and log["line"] == 3
+    second = pybuild("build", "--progress", "rawjson", str(context))
+    cached = [json.loads(line) for line in second.stderr.splitlines()]
+    assert [event["event"] for event in cached].count("cached") == 2
+    listing = json.loads(pybuild("builds", "--format", "json").stdout)
+    assert [(row["ran"], row["cached"]) for row in listing[:2]] == [(0, 2), (2, 0)]
+    shown = json.loads(pybuild("builds", "show", listing[0]["id"][:6], "--format", "json").stdout)
+    steps = shown["step_records"]
+    assert [step["hit"] for step in steps] == [1, 1, -1]
+    assert steps[1]["instruction"] == "RUN cat /foo" and steps[1]["line"] == 3
+    assert steps[1]["cache_key"] == json.loads(
+        pybuild("builds", "show", listing[1]["id"], "--format", "json").stdout
+    )["step_records"][1]["cache_key"]
+    table = pybuild("builds").stdout
+    assert listing[0]["id"] in table and "2/2" in table
