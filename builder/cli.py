@@ -145,6 +145,8 @@ def _add_image_commands(
     build.add_argument("--iidfile", metavar="FILE", help="write the image digest to FILE")
     build.add_argument("--pull", action="store_true",
                        help="always ask the registry for a newer base image")
+    build.add_argument("--explain", action="store_true",
+                       help="after the build, say why each missed step missed")
     build.add_argument("--push", action="store_true",
                        help="push the image to its registry (the -t names) after the build")
     command("images", "list images")
@@ -184,8 +186,10 @@ def _add_image_commands(
     logout = command("logout", "forget the credentials for a registry")
     logout.add_argument("registry", metavar="REGISTRY")
     builds = command("builds", "list recent builds, or show one build's steps")
-    builds.add_argument("action", nargs="?", choices=("show",), help="show one build")
+    builds.add_argument("action", nargs="?", choices=("show", "diff", "compare"),
+                        help="show one build; diff or compare two")
     builds.add_argument("build_id", nargs="?", metavar="ID", help="a build id (or prefix)")
+    builds.add_argument("other_id", nargs="?", metavar="ID2", help="the second build")
     builds.add_argument("--format", choices=("table", "json"), default="table")
     builds.add_argument("-n", "--last", type=int, default=20, metavar="N",
                         help="how many recent builds to list")

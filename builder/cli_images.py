@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from builder.engine import Root
     from builder.registry import RegistryOptions
     from builder.request import BuildRequest
+    from cache.records import BuildRecords
 
 __all__ = [
     "run_build",
@@ -90,7 +91,7 @@ def run_build(args: argparse.Namespace) -> int:
         insecure_registries=tuple(args.insecure_registry),
         pull=args.pull,
     )
-    journal_ok = not (outputs or args.iidfile or args.no_cache or args.pull)
+    journal_ok = not (outputs or args.iidfile or args.no_cache or args.pull or args.explain)
     if journal_ok and args.progress != "rawjson" and _replay(
         request, args.progress
     ):
@@ -111,9 +112,29 @@ def run_build(args: argparse.Namespace) -> int:
                 export(root.images, root.blobs, manifest, names=result.tags, spec=spec)
     if args.iidfile:
         _write_atomically(Path(args.iidfile), result.manifest_digest)
+    if args.explain:
+        _explain(request.root, result.build_id)
     if args.progress == "quiet":
         print(result.manifest_digest)
     return 0
+
+
+def _explain(root: Path, build_id: str) -> None:
+    """--explain: why each step that missed missed, against the previous same build."""
+    from builder.explain import explain_build
+    from cache.records import BuildRecords
+
+    records = BuildRecords(root / "cache.db")
+    now = records.get(build_id)
+    if now is None:
+        return
+    before = records.previous(now)
+    lines = [f"explain: compared with build {before.id}" if before else
+             "explain: no earlier build of this Dockerfile and target"]
+    for number, text, reasons in explain_build(now, before):
+        lines.append(f"#{number} {text}")
+        lines.extend(f"    {reason}" for reason in reasons)
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _push_all(root: Root, digest: str, names: tuple[str, ...], args: argparse.Namespace) -> None:
@@ -344,6 +365,8 @@ def run_builds(args: argparse.Namespace) -> int:
 
     root = _root(args)
     records = BuildRecords(root.path / "cache.db")
+    if args.action in ("diff", "compare"):
+        return _two_builds(records, args)
     if args.action == "show":
         if not args.build_id:
             raise UsageError("builds show: name a build id (see pybuild builds)")
@@ -374,3 +397,67 @@ def run_builds(args: argparse.Namespace) -> int:
               f"{row.steps:>6}{row.cached:>6}{f'{row.cached}/{keyed}':>10}{row.seconds:>8.2f}s"
               f"  {row.outcome[:40]}")
     return 0
+
+
+def _two_builds(records: BuildRecords, args: argparse.Namespace) -> int:
+    """builds diff|compare ID1 ID2."""
+    from builder.errors import UsageError
+    from builder.explain import explain_build
+
+    if not (args.build_id and args.other_id):
+        raise UsageError(f"builds {args.action}: name two build ids")
+    first, second = records.get(args.build_id), records.get(args.other_id)
+    for given, record in ((args.build_id, first), (args.other_id, second)):
+        if record is None:
+            raise UsageError(f"builds {args.action}: no such build {given}")
+    assert first is not None and second is not None
+    if args.action == "diff":
+        differences = explain_build(second, first)
+        if args.format == "json":
+            print(json.dumps([{"step": n, "instruction": t, "reasons": r}
+                              for n, t, r in differences], indent=2))
+            return 0
+        if not differences:
+            print(f"builds {first.id} and {second.id} have the same cache keys")
+        for number, text, reasons in differences:
+            print(f"#{number} {text}")
+            for reason in reasons:
+                print(f"    {reason}")
+        return 0
+    rows: list[dict[str, Any]] = []
+    for number, step in enumerate(second.step_records, start=1):
+        old = first.step_records[number - 1] if number <= len(first.step_records) else None
+        rows.append({
+            "step": number,
+            "instruction": step.instruction.splitlines()[0],
+            "first": _state(old.hit) if old else "",
+            "second": _state(step.hit),
+            "first_seconds": round(old.seconds, 3) if old else 0.0,
+            "second_seconds": round(step.seconds, 3),
+        })
+    totals: dict[str, dict[str, Any]] = {
+        build.id: {"steps": build.steps, "hits": build.cached, "keyed": build.cached + build.ran,
+                   "hit_rate": round(build.hit_rate, 4), "seconds": round(build.seconds, 3)}
+        for build in (first, second)
+    }
+    saved = sum(max(r["first_seconds"] - r["second_seconds"], 0.0) for r in rows
+                if r["second"] == "CACHED")
+    if args.format == "json":
+        print(json.dumps({"steps": rows, "totals": totals,
+                          "seconds_saved_by_cache": round(saved, 3)}, indent=2))
+        return 0
+    print(f"{'#':<4}{first.id:<14}{second.id:<14}{'TIME 1':>9}{'TIME 2':>9}  INSTRUCTION")
+    for row in rows:
+        print(f"{row['step']:<4}{row['first']:<14}{row['second']:<14}"
+              f"{row['first_seconds']:>8.2f}s{row['second_seconds']:>8.2f}s"
+              f"  {row['instruction'][:60]}")
+    for build in (first, second):
+        total = totals[build.id]
+        print(f"{build.id}: {total['steps']} steps, {total['hits']}/{total['keyed']} hits "
+              f"({100 * total['hit_rate']:.0f}%), {total['seconds']:.2f}s")
+    print(f"time saved by the cache in the second build: {saved:.2f}s")
+    return 0
+
+
+def _state(hit: int) -> str:
+    return {1: "CACHED", 0: "RUN", -1: "-"}[hit]

@@ -42,6 +42,7 @@ class BuildResult:
     manifest_digest: str
     config_digest: str
     tags: tuple[str, ...]
+    build_id: str
     steps: int
     cached: int
     ran: int
@@ -226,14 +227,21 @@ def _build_record(
     build_id: str, wall_start: float, request: BuildRequest, graph: Graph, solver: Solver,
     started: float, digest: str, outcome: str,
 ) -> BuildRecord:
+    import json
+
     keyed = {record[0]: record for record in solver.stats.records}
     steps = []
     for stage in graph.stages:
         for step in stage.steps:
-            _, key, cached, seconds, size = keyed.get(step.id, (step.id, "", False, 0.0, 0))
+            _, key, cached, seconds, size, inputs = keyed.get(
+                step.id, (step.id, "", False, 0.0, 0, {})
+            )
             hit = -1 if not key else int(cached)
-            steps.append(StepRecord(stage.name or str(stage.index), step.instruction.original,
-                                    step.location.start_line, key, hit, seconds, size))
+            steps.append(StepRecord(
+                stage.name or str(stage.index), step.instruction.original,
+                step.location.start_line, key, hit, seconds, size,
+                json.dumps(inputs, sort_keys=True) if inputs else "",
+            ))
     stats = solver.stats
     return BuildRecord(
         id=build_id, started=wall_start, dockerfile=request.dockerfile_name,
@@ -347,5 +355,5 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
         _journal(request, graph, manifest.digest, context, solver)
     view.message(summary_line(steps=stats.steps, cached=stats.cached, ran=stats.ran,
                               seconds=seconds, digest=manifest.digest))
-    return BuildResult(manifest.digest, config_digest, tags, stats.steps, stats.cached,
+    return BuildResult(manifest.digest, config_digest, tags, build_id, stats.steps, stats.cached,
                        stats.ran, seconds)

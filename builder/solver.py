@@ -16,8 +16,9 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from builder.explain import step_inputs
 from builder.plan.graph import (
     BaseImage,
     Graph,
@@ -57,6 +58,9 @@ class StepExecutor(Protocol):
     def has_layer(self, layer: LayerRef) -> bool:
         """Whether a cached layer can still be used (its blob or snapshot is there)."""
 
+    def source_files(self, step: Step) -> dict[str, list[Any]] | None:
+        """For a COPY from the context: path -> [content digest, mode, uid, gid]."""
+
 
 class Progress(Protocol):
     def step_started(self, step: Step) -> None: ...
@@ -71,8 +75,11 @@ class BuildStats:
     steps: int = 0
     cached: int = 0
     ran: int = 0
-    # Per keyed step: (step id, cache key, was it a hit, seconds, layer bytes).
-    records: list[tuple[int, str, bool, float, int]] = field(default_factory=list)
+    # Per keyed step: (step id, cache key, was it a hit, seconds, layer bytes,
+    # the inputs the key was made from, for explaining misses).
+    records: list[tuple[int, str, bool, float, int, dict[str, Any]]] = field(
+        default_factory=list
+    )
 
     @property
     def hit_rate(self) -> float:
@@ -187,12 +194,13 @@ class Solver:
             for index, future in zip(sorted(stage.dependencies()), dependencies, strict=True)
         }
         state = base_state(stage, sources)
+        base = _base_name(stage)
         for step in stage.steps:
-            state = self._solve_step(step, state, sources)
+            state = self._solve_step(step, state, sources, base)
         return state
 
     def _solve_step(
-        self, step: Step, parent: StageState, sources: Mapping[int, StageState]
+        self, step: Step, parent: StageState, sources: Mapping[int, StageState], base: str
     ) -> StageState:
         with self._lock:
             self.stats.steps += 1
@@ -208,6 +216,8 @@ class Solver:
         if step.kind == "copy" and step.source is not None:
             digest = self._executor.source_digest(step, sources)
         key = step_key(step, parent.key, digest)
+        files = self._executor.source_files(step) if step.kind == "copy" else None
+        inputs = step_inputs(step, parent.key, base, files)
         started = time.perf_counter()
         layer, cached, created = self._layer_for(step, key, parent, sources)
         seconds = time.perf_counter() - started
@@ -216,7 +226,9 @@ class Solver:
                 self.stats.cached += 1
             else:
                 self.stats.ran += 1
-            self.stats.records.append((step.id, key, cached, seconds, layer.size if layer else 0))
+            self.stats.records.append(
+                (step.id, key, cached, seconds, layer.size if layer else 0, inputs)
+            )
         layers = parent.layers if layer is None else (*parent.layers, layer)
         history = (*parent.history, _history(step, empty=layer is None, created=created))
         return StageState(key, layers, step.after, history)
@@ -263,6 +275,15 @@ class Solver:
         running.set_result((layer, created))
         self._progress.step_finished(step, time.perf_counter() - started)
         return layer, False, created
+
+
+def _base_name(stage: Stage) -> str:
+    """What a stage starts from, as explanations name it."""
+    if isinstance(stage.base, StageSource):
+        return f"stage {stage.base.stage}"
+    if isinstance(stage.base, ScratchBase):
+        return "scratch"
+    return f"{stage.base.reference}@{stage.base.manifest_digest}"
 
 
 def _history(step: Step, *, empty: bool, created: str) -> HistoryRecord:

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS build_steps (
     hit         INTEGER NOT NULL, -- 1 cached, 0 ran, -1 not keyed
     seconds     REAL NOT NULL,
     bytes       INTEGER NOT NULL,
+    inputs      TEXT NOT NULL DEFAULT '',  -- JSON: what the key was made from
     PRIMARY KEY (build_id, position)
 );
 """
@@ -59,6 +60,7 @@ class StepRecord:
     hit: int
     seconds: float
     bytes: int
+    inputs: str = ""  # JSON (builder.explain.step_inputs), "" for unkeyed steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +111,28 @@ class BuildRecords:
                      record.cached, record.ran, record.seconds, record.digest, record.outcome),
                 )
                 connection.executemany(
-                    "INSERT INTO build_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO build_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (record.id, position, step.stage, step.instruction, step.line,
-                         step.cache_key, step.hit, step.seconds, step.bytes)
+                         step.cache_key, step.hit, step.seconds, step.bytes, step.inputs)
                         for position, step in enumerate(record.step_records, start=1)
                     ],
                 )
         except sqlite3.Error as err:
             raise CacheError(f"writing the build record: {err}") from err
+
+    def previous(self, record: BuildRecord) -> BuildRecord | None:
+        """The most recent earlier build of the same Dockerfile and target, with its steps."""
+        try:
+            with self._connect() as connection:
+                row = connection.execute(
+                    "SELECT id FROM builds WHERE dockerfile = ? AND target = ? AND started < ?"
+                    " AND id != ? ORDER BY started DESC LIMIT 1",
+                    (record.dockerfile, record.target, record.started, record.id),
+                ).fetchone()
+        except sqlite3.Error as err:
+            raise CacheError(f"reading build records: {err}") from err
+        return None if row is None else self.get(row[0])
 
     def recent(self, limit: int = 20) -> list[BuildRecord]:
         try:
@@ -139,7 +154,7 @@ class BuildRecords:
                 if len(rows) != 1:
                     return None
                 steps = connection.execute(
-                    "SELECT stage, instruction, line, cache_key, hit, seconds, bytes"
+                    "SELECT stage, instruction, line, cache_key, hit, seconds, bytes, inputs"
                     " FROM build_steps WHERE build_id = ? ORDER BY position", (rows[0][0],)
                 ).fetchall()
         except sqlite3.Error as err:

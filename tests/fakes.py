@@ -33,6 +33,9 @@ class CountingExecutor:
     def has_layer(self, layer: LayerRef) -> bool:
         return layer.diff_id in self.present
 
+    def source_files(self, step: Step) -> dict[str, list[object]] | None:
+        return None
+
 
 class SilentProgress:
     def __init__(self) -> None:

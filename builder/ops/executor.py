@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from builder.errors import BuildError, StepFailed
 from builder.frontend import commands
@@ -66,6 +67,37 @@ class LayerExecutor:
     def has_layer(self, layer: LayerRef) -> bool:
         return self._snapshots.exists(_hex(layer.diff_id)) or self._blobs.has(layer.diff_id)
 
+
+    def source_files(self, step: Step) -> dict[str, list[Any]] | None:
+        """What a COPY from the context reads, file by file, for explaining a miss."""
+        from builder.context import expand_source
+
+        instruction = step.instruction
+        if not isinstance(step.source, ContextSource) or self._context is None:
+            return None
+        assert isinstance(instruction, commands.Copy | commands.Add)
+        with self._context_lock:
+            view = self._context.view()
+            stats = view.stats or {}
+            wanted: set[str] = set()
+            for source in instruction.sources:
+                try:
+                    matches = expand_source(view, source)
+                except BuildError:
+                    continue
+                for path, _ in matches:
+                    wanted.add(path)
+            files: dict[str, list[Any]] = {}
+            for rel, info in stats.items():
+                if not any(rel == path or rel.startswith(path + "/") or path in ("", ".")
+                           for path in wanted):
+                    continue
+                digest = ""
+                if stat.S_ISREG(info.st_mode):
+                    host = os.fsencode(os.path.join(self._context.root, rel))
+                    digest = self._context.checksum_file(host, info).hex()
+                files[rel] = [digest, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid]
+        return files
 
     def source_digest(self, step: Step, sources: Mapping[int, StageState]) -> str:
         instruction = step.instruction

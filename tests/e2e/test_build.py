@@ -396,3 +396,30 @@ def test_build_records_and_rawjson_progress(pybuild: Runner, tmp_path: Path) -> 
     )["step_records"][1]["cache_key"]
     table = pybuild("builds").stdout
     assert listing[0]["id"] in table and "2/2" in table
+
+
+def test_explain_diff_and_compare_name_what_changed(pybuild: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, (
+        "FROM busybox\nARG LEVEL=1\nCOPY app/ /app/\nRUN echo $LEVEL > /level\n"
+    ), {"app/main.txt": "one", "app/other.txt": "same"})
+    first = pybuild("build", "--progress", "plain", str(context))
+    assert first.returncode == 0, first.stderr
+    (context / "app" / "main.txt").write_text("two")
+    second = pybuild("build", "--progress", "plain", "--explain", str(context))
+    assert second.returncode == 0, second.stderr
+    assert "content changed: app/main.txt" in second.stderr
+    assert "other.txt" not in second.stderr.split("explain:", 1)[1]
+    assert "an earlier step missed" in second.stderr
+    third = pybuild("build", "--progress", "plain", "--explain", "--build-arg", "LEVEL=2",
+                    str(context))
+    assert "build arg changed: LEVEL" in third.stderr
+    assert "LEVEL=2" not in third.stderr.split("explain:", 1)[1]  # values never shown
+    ids = [row["id"] for row in json.loads(pybuild("builds", "--format", "json").stdout)]
+    diff = pybuild("builds", "diff", ids[2], ids[1])
+    assert "content changed: app/main.txt" in diff.stdout, diff.stdout
+    compare = json.loads(pybuild("builds", "compare", ids[1], ids[0], "--format", "json").stdout)
+    states = [(row["first"], row["second"]) for row in compare["steps"]]
+    assert states == [("-", "-"), ("RUN", "CACHED"), ("RUN", "RUN")]
+    assert compare["totals"][ids[0]]["hits"] == 1
+    table = pybuild("builds", "compare", ids[1], ids[0]).stdout
+    assert "time saved by the cache" in table
