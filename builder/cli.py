@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         # `pybuild -t app .` is `pybuild build -t app .`, as docker build is.
         arguments.insert(0, "build")
-    wanted = arguments[0] if arguments and arguments[0] in COMMANDS[1:] else None
+    wanted = arguments[0] if arguments and arguments[0] in COMMANDS else None
     args = _parser(wanted).parse_args(arguments)
     from builder.errors import PybuildError
 
