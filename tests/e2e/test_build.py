@@ -423,3 +423,24 @@ def test_explain_diff_and_compare_name_what_changed(pybuild: Runner, tmp_path: P
     assert compare["totals"][ids[0]]["hits"] == 1
     table = pybuild("builds", "compare", ids[1], ids[0]).stdout
     assert "time saved by the cache" in table
+
+
+def test_chmod_and_chown_make_source_mode_and_owner_irrelevant(
+    pybuild: Runner, tmp_path: Path
+) -> None:
+    import os
+
+    context = _context(tmp_path, (
+        "FROM busybox\nCOPY --chmod=0644 --chown=app:app f /f\nCOPY g /g\n"
+    ), {"f": "same", "g": "same"})
+    assert pybuild("build", "--progress", "plain", "--no-cache", str(context)).returncode == 0
+    # Checkout noise: modes and owners change, contents do not.
+    os.chmod(context / "f", 0o755)
+    os.chown(context / "f", 1234, 1234)
+    os.chown(context / "g", 1234, 1234)
+    noise = pybuild("build", "--progress", "plain", str(context))
+    assert _summary(noise.stderr) == (0, 2), noise.stderr
+    # Without --chmod the mode is part of what COPY produces: a change misses.
+    os.chmod(context / "g", 0o700)
+    changed = pybuild("build", "--progress", "plain", str(context))
+    assert _summary(changed.stderr) == (1, 1), changed.stderr
