@@ -143,6 +143,8 @@ def _add_image_commands(
                        help="also write the image: type=oci|docker|local|tar,dest=... "
                             "(compression=gzip|zstd|uncompressed); DIR alone is type=local")
     build.add_argument("--iidfile", metavar="FILE", help="write the image digest to FILE")
+    build.add_argument("--metadata-file", metavar="FILE",
+                       help="write buildx's metadata keys and pybuild's build record to FILE")
     build.add_argument("--pull", action="store_true",
                        help="always ask the registry for a newer base image")
     build.add_argument("--explain", action="store_true",

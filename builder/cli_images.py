@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-    from builder.engine import Root
+    from builder.engine import BuildResult, Root
     from builder.registry import RegistryOptions
     from builder.request import BuildRequest
     from cache.records import BuildRecords
@@ -91,7 +91,8 @@ def run_build(args: argparse.Namespace) -> int:
         insecure_registries=tuple(args.insecure_registry),
         pull=args.pull,
     )
-    journal_ok = not (outputs or args.iidfile or args.no_cache or args.pull or args.explain)
+    journal_ok = not (outputs or args.iidfile or args.metadata_file or args.no_cache
+                      or args.pull or args.explain)
     if journal_ok and args.progress != "rawjson" and _replay(
         request, args.progress
     ):
@@ -114,9 +115,44 @@ def run_build(args: argparse.Namespace) -> int:
         _write_atomically(Path(args.iidfile), result.manifest_digest)
     if args.explain:
         _explain(request.root, result.build_id)
+    if args.metadata_file:
+        _write_atomically(Path(args.metadata_file), _metadata(request.root, result))
     if args.progress == "quiet":
         print(result.manifest_digest)
     return 0
+
+
+def _metadata(root: Path, result: BuildResult) -> str:
+    """The --metadata-file document: buildx's keys, then pybuild's build record.
+
+    Its shape is docs/metadata.schema.json.  Build args appear in no form:
+    the record names steps by instruction text and cache key only.
+    """
+    from cache.records import BuildRecords
+
+    record = BuildRecords(root / "cache.db").get(result.build_id)
+    steps = [] if record is None else [
+        {"instruction": step.instruction, "stage": step.stage, "line": step.line,
+         "cache_key": step.cache_key, "result": _state(step.hit).lower(),
+         "seconds": round(step.seconds, 3), "bytes": step.bytes}
+        for step in record.step_records
+    ]
+    keyed = result.cached + result.ran
+    document = {
+        "containerimage.digest": result.manifest_digest,
+        "containerimage.config.digest": result.config_digest,
+        "image.name": ",".join(result.tags),
+        "pybuild.build": {
+            "id": result.build_id,
+            "steps": result.steps,
+            "cached": result.cached,
+            "ran": result.ran,
+            "hit_rate": round(result.cached / keyed, 4) if keyed else 1.0,
+            "seconds": round(result.seconds, 3),
+            "step_records": steps,
+        },
+    }
+    return json.dumps(document, indent=2) + "\n"
 
 
 def _explain(root: Path, build_id: str) -> None:

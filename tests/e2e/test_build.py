@@ -444,3 +444,31 @@ def test_chmod_and_chown_make_source_mode_and_owner_irrelevant(
     os.chmod(context / "g", 0o700)
     changed = pybuild("build", "--progress", "plain", str(context))
     assert _summary(changed.stderr) == (1, 1), changed.stderr
+
+
+def test_metadata_file_matches_the_schema_and_hides_arg_values(
+    pybuild: Runner, tmp_path: Path
+) -> None:
+    import jsonschema
+
+    from tests.conftest import REPO
+
+    schema = json.loads((REPO / "docs" / "metadata.schema.json").read_text())
+    context = _context(tmp_path, "FROM busybox\nARG TOKEN\nRUN test -n \"$TOKEN\"\nENV A=1\n")
+    metadata = tmp_path / "metadata.json"
+    result = pybuild("build", "-t", "meta", "--build-arg", "TOKEN=s3cr3t-value",
+                     "--metadata-file", str(metadata), str(context))
+    assert result.returncode == 0, result.stderr
+    text = metadata.read_text()
+    document = json.loads(text)
+    jsonschema.validate(document, schema)
+    assert document["image.name"] == "meta:latest"
+    assert document["containerimage.digest"] == _digest(result.stderr)
+    assert [step["result"] for step in document["pybuild.build"]["step_records"]] == [
+        "-", "run", "-"
+    ]
+    assert "s3cr3t-value" not in text
+    again = pybuild("build", "-t", "meta", "--build-arg", "TOKEN=s3cr3t-value",
+                    "--metadata-file", str(metadata), str(context))
+    assert again.returncode == 0
+    assert json.loads(metadata.read_text())["pybuild.build"]["hit_rate"] == 1.0
