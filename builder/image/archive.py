@@ -302,7 +302,12 @@ class _Archive:
     def __init__(self, path: Path) -> None:
         try:
             self._tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 (closed by __exit__)
-        except (OSError, tarfile.TarError) as err:
+        except tarfile.ReadError as err:
+            # tarfile lists every compression it tried; one line says it better.
+            raise StoreError(f"loading {path}: not a tar archive (OCI or docker)") from err
+        except OSError as err:
+            raise StoreError(f"loading {path}: {err.strerror or err}") from err
+        except tarfile.TarError as err:
             raise StoreError(f"loading {path}: {err}") from err
         try:
             self._members = {_member_name(m.name): m for m in self._tar.getmembers()}
