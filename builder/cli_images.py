@@ -416,7 +416,7 @@ def run_builds(args: argparse.Namespace) -> int:
         print(f"build {record.id}  {record.dockerfile}  target={record.target or '-'}  "
               f"{record.outcome}  {record.digest}")
         for number, step in enumerate(record.step_records, start=1):
-            state = {1: "CACHED", 0: "RUN", -1: "-"}[step.hit]
+            state = _state(step.hit)
             print(f"#{number:<3} {state:<7} {step.seconds:7.2f}s  {step.bytes:>10}  "
                   f"line {step.line:<4} [{step.stage}] {step.instruction.splitlines()[0][:80]}")
         return 0

@@ -25,7 +25,7 @@ from builder.plan.planner import PlanRequest, plan_build
 from builder.plan.settings import HealthSettings, ImageSettings
 from builder.progress import PlainProgress, make_progress, summary_line
 from builder.request import BuildRequest, journal_key, resolved_build_args
-from builder.solver import Solver, StageState
+from builder.solver import Solver, StageState, timestamp
 from cache.blobs import BlobStore
 from cache.index import CacheIndex
 from cache.records import BuildRecord, BuildRecords, StepRecord, new_build_id
@@ -178,19 +178,15 @@ def _container_config(settings: ImageSettings) -> ContainerConfig:
     )
 
 
-def _epoch_time() -> str:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if not (epoch and epoch.isdigit()):
-        return ""
-    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _source_date_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH from the environment, when it is set to whole seconds."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(epoch) if epoch.isdigit() else None
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _export(root: Root, state: StageState, architecture: str, author: str) -> oci.Descriptor:
+def _export(
+    root: Root, state: StageState, architecture: str, author: str, epoch_seconds: int | None
+) -> oci.Descriptor:
     """Write the final stage as an image.
 
     Its ``created`` time is that of its newest history entry (the newest
@@ -198,9 +194,12 @@ def _export(root: Root, state: StageState, architecture: str, author: str) -> oc
     very same config and manifest, as docker's cached rebuilds keep their
     image ID.  SOURCE_DATE_EPOCH, when set, overrides every time.
     """
-    epoch = _epoch_time()
+    epoch = ""
+    if epoch_seconds is not None:
+        moment = datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC)
+        epoch = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     dated = [record.created for record in state.history if record.created]
-    created = epoch or (max(dated) if dated else _now())
+    created = epoch or (max(dated) if dated else timestamp(time.time()))
     history = tuple(
         HistoryEntry(
             created=epoch or record.created or created,
@@ -314,13 +313,13 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
         load_ignore(request.context, request.dockerfile_path),
         stat_cache=StatCache(request.root / "statcache"),
     )
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    epoch = _source_date_epoch()
     executor = LayerExecutor(
         blobs=root.blobs,
         snapshots=SnapshotStore(request.root),
         context=context,
         log=view.step_log,
-        source_date_epoch=int(epoch) if epoch and epoch.isdigit() else None,
+        source_date_epoch=epoch,
     )
     solver = Solver(
         executor=executor,
@@ -344,7 +343,7 @@ def build(request: BuildRequest, *, progress: PlainProgress | None = None) -> Bu
     base = target.base
     architecture = platform_args()["TARGETARCH"]
     author = base.author if isinstance(base, BaseImage) else ""
-    manifest = _export(root, states[graph.target], architecture, author)
+    manifest = _export(root, states[graph.target], architecture, author, epoch)
     tags = tuple(root.images.tag(name, manifest) for name in request.tags)
     config_digest = root.images.manifest(manifest).config.digest
     seconds = time.perf_counter() - started

@@ -33,7 +33,15 @@ from builder.plan.settings import ImageSettings
 from cache.index import CacheEntry, CacheIndex
 from cache.keys import KeyBuilder
 
-__all__ = ["BuildStats", "Progress", "Solver", "StageState", "StepExecutor", "step_key"]
+__all__ = [
+    "BuildStats",
+    "Progress",
+    "Solver",
+    "StageState",
+    "StepExecutor",
+    "step_key",
+    "timestamp",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +252,7 @@ class Solver:
                 if layer is None or self._executor.has_layer(layer):
                     self._index.touch(key)
                     self._progress.step_cached(step)
-                    return layer, True, _timestamp(entry.created)
+                    return layer, True, timestamp(entry.created)
                 self._index.forget(key)  # its blob is gone: run the step again
         with self._lock:
             running = self._inflight.get(key)
@@ -271,7 +279,7 @@ class Solver:
         self._index.record(
             CacheEntry(key, layer.diff_id if layer else "", layer.size if layer else 0, made)
         )
-        created = _timestamp(made)
+        created = timestamp(made)
         running.set_result((layer, created))
         self._progress.step_finished(step, time.perf_counter() - started)
         return layer, False, created
@@ -291,7 +299,7 @@ def _history(step: Step, *, empty: bool, created: str) -> HistoryRecord:
                          comment="buildkit.dockerfile.v0", empty_layer=empty)
 
 
-def _timestamp(seconds: float) -> str:
+def timestamp(seconds: float) -> str:
     """RFC 3339 in UTC with nanosecond-free precision, as Go prints time.Time."""
     import datetime
 
