@@ -83,6 +83,10 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parse.set_defaults(run=_run_parse)
     _add_image_commands(commands, only=command)
+    if command is None or command in ("du", "prune", "cache"):
+        from builder.cli_disk import add_disk_commands
+
+        add_disk_commands(commands, only=command, formatter=_Formatter)
     return parser
 
 
@@ -99,7 +103,8 @@ class _Unused(argparse.ArgumentParser):
 _UNUSED = _Unused()
 
 COMMANDS = ("parse", "build", "images", "inspect", "history", "tag", "rmi", "import", "load",
-            "pull", "push", "login", "logout", "save", "builds")
+            "pull", "push", "login", "logout", "save", "builds",
+            "du", "prune", "cache")
 
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
@@ -135,6 +140,11 @@ def _add_image_commands(
                        help="set a build argument (repeatable)")
     build.add_argument("--target", metavar="STAGE", help="build this stage")
     build.add_argument("--no-cache", action="store_true", help="do not use the cache")
+    build.add_argument("--no-cache-filter", action="append", default=[], metavar="STAGE[,STAGE]",
+                       help="do not use the cache for these stages' steps (repeatable)")
+    build.add_argument("--gc-keep-storage", metavar="SIZE",
+                       help="after the build, prune least recently used cache until the store "
+                            "uses at most SIZE (default: gc.keepStorage of ROOT/config.json)")
     build.add_argument("--progress", choices=("auto", "plain", "tty", "quiet", "rawjson"),
                        default="auto", help="how to show progress")
     build.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
@@ -149,8 +159,30 @@ def _add_image_commands(
                        help="always ask the registry for a newer base image")
     build.add_argument("--explain", action="store_true",
                        help="after the build, say why each missed step missed")
+    build.add_argument("--check", action="store_true",
+                       help="run the build checks (lint rules) and print the warnings; "
+                            "build nothing")
     build.add_argument("--push", action="store_true",
                        help="push the image to its registry (the -t names) after the build")
+    build.add_argument("--cache-to", action="append", default=[], metavar="SPEC",
+                       help="export the build cache: type=local,dest=DIR | "
+                            "type=registry,ref=NAME | type=inline; mode=min|max, "
+                            "cache-mounts=true (repeatable)")
+    build.add_argument("--secret", action="append", default=[], metavar="id=ID[,src=FILE|env=VAR]",
+                       help="a secret for RUN --mount=type=secret (repeatable)")
+    build.add_argument("--ssh", action="append", default=[], metavar="ID[=SOCKET]",
+                       help="forward an ssh-agent socket to RUN --mount=type=ssh "
+                            "(default: $SSH_AUTH_SOCK; repeatable)")
+    build.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                       help="allow security.insecure (RUN --security=insecure) or "
+                            "network.host (repeatable)")
+    build.add_argument("--build-context", action="append", default=[],
+                       metavar="NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG|@DIGEST]",
+                       help="a named context for FROM NAME and --from=NAME; it replaces a "
+                            "stage or image of that name (repeatable)")
+    build.add_argument("--cache-from", action="append", default=[], metavar="SPEC",
+                       help="import a build cache: type=local,src=DIR | type=registry,ref=NAME "
+                            "| type=image,ref=NAME (repeatable: tried in order)")
     command("images", "list images")
     inspect = command("inspect", "show an image's manifest and config as JSON")
     inspect.add_argument("names", nargs="+", metavar="NAME")
@@ -180,6 +212,8 @@ def _add_image_commands(
                              help="the platform to pick from a multi-platform image")
         sub.add_argument("--insecure-registry", action="append", default=[],
                          metavar="HOST[:PORT]", help="reach this registry over plain HTTP")
+        sub.add_argument("--progress", choices=("auto", "plain", "tty", "quiet", "rawjson"),
+                         default="auto", help="how to show each layer's transfer")
     login = command("login", "store credentials for a registry")
     login.add_argument("registry", metavar="REGISTRY")
     login.add_argument("-u", "--username", required=True)
@@ -188,10 +222,12 @@ def _add_image_commands(
     logout = command("logout", "forget the credentials for a registry")
     logout.add_argument("registry", metavar="REGISTRY")
     builds = command("builds", "list recent builds, or show one build's steps")
-    builds.add_argument("action", nargs="?", choices=("show", "diff", "compare"),
-                        help="show one build; diff or compare two")
+    builds.add_argument("action", nargs="?", choices=("show", "logs", "diff", "compare"),
+                        help="show one build or its step logs; diff or compare two builds "
+                             "(compare also takes two --metadata-file outputs)")
     builds.add_argument("build_id", nargs="?", metavar="ID", help="a build id (or prefix)")
-    builds.add_argument("other_id", nargs="?", metavar="ID2", help="the second build")
+    builds.add_argument("other_id", nargs="?", metavar="ID2|STEP",
+                        help="the second build, or the step number for logs")
     builds.add_argument("--format", choices=("table", "json"), default="table")
     builds.add_argument("-n", "--last", type=int, default=20, metavar="N",
                         help="how many recent builds to list")
@@ -262,6 +298,22 @@ def _printable(text: str) -> str:
     return "".join(char if char.isprintable() or char == "\t" else "?" for char in text)
 
 
+# Commands that add to the store hold a lease while they run, so a concurrent
+# prune keeps what they write before they tag it (cache/leases.py).
+_LEASED = ("build", "pull", "load", "import", "tag")
+
+
+def _run_leased(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from builder.request import default_root
+    from cache.leases import hold
+
+    with hold(Path(args.root) if args.root else default_root(), args.command):
+        code: int = args.run(args)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] not in COMMANDS and arguments[0] not in (
@@ -274,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from builder.errors import PybuildError
 
     try:
-        code: int = args.run(args)
+        code: int = _run_leased(args) if args.command in _LEASED else args.run(args)
     except PybuildError as err:
         print(describe_error(err), file=sys.stderr)
         return EXIT_ERROR

@@ -16,10 +16,12 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
+    from builder.cachexport.options import CacheSpec
     from builder.engine import BuildResult, Root
     from builder.registry import RegistryOptions
     from builder.request import BuildRequest
-    from cache.records import BuildRecords
+    from builder.transfer_progress import TransferProgress
+    from cache.records import BuildRecord, BuildRecords
 
 __all__ = [
     "run_build",
@@ -51,6 +53,31 @@ def _build_arg(text: str) -> tuple[str, str | None]:
     return (name, value if sep else None)
 
 
+def _mount_sources(args: argparse.Namespace) -> dict[str, Any]:
+    """--secret, --ssh and --allow, checked up front (BuildRequest fields)."""
+    from builder.errors import UsageError
+    from builder.secrets import parse_secret_flag, parse_ssh_flag
+
+    allowed = ("security.insecure", "network.host")
+    for entitlement in args.allow:
+        for name in entitlement.split(","):
+            if name not in allowed:
+                raise UsageError(f"--allow {entitlement}: unknown entitlement {name!r} "
+                                 f"(known: {', '.join(allowed)})")
+    return {
+        "secrets": tuple(parse_secret_flag(text) for text in args.secret),
+        "ssh": tuple(parse_ssh_flag(text) for text in args.ssh),
+        "allow": tuple(name for text in args.allow for name in text.split(",")),
+    }
+
+
+def _disk_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """--no-cache-filter and --gc-keep-storage, read by builder/cli_disk.py."""
+    from builder.cli_disk import build_flags
+
+    return build_flags(args)
+
+
 def run_build(args: argparse.Namespace) -> int:
     from builder.errors import UsageError
     from builder.request import BuildRequest, default_root
@@ -68,6 +95,11 @@ def run_build(args: argparse.Namespace) -> int:
     for text in args.build_arg:
         if not text.partition("=")[0]:
             raise UsageError(f"--build-arg {text!r}: expected NAME[=VALUE]")
+    if args.build_context:
+        from builder.contexts import parse_build_context
+
+        for text in args.build_context:
+            parse_build_context(text)  # refuse a bad --build-context before any work
     outputs = []
     if args.output:
         from builder.export.options import parse_output
@@ -90,16 +122,23 @@ def run_build(args: argparse.Namespace) -> int:
         progress=args.progress,
         insecure_registries=tuple(args.insecure_registry),
         pull=args.pull,
+        cache_from=_cache_specs(args.cache_from, "from"),
+        cache_to=_cache_specs(args.cache_to, "to"),
+        build_contexts=tuple(args.build_context),
+        **_mount_sources(args),
+        **_disk_flags(args),
     )
+    if args.check:
+        return _check_only(request)
     journal_ok = not (outputs or args.iidfile or args.metadata_file or args.no_cache
                       or args.pull or args.explain)
     if journal_ok and args.progress != "rawjson" and _replay(
         request, args.progress
     ):
+        _replay_warnings(request)
         return 0
-    from builder.engine import build
-
-    result = build(request)
+    result = _build_checked(request)
+    _print_warnings(request, result, journaled=journal_ok)
     if outputs:
         from builder.engine import open_root
         from builder.export.exporter import export
@@ -122,6 +161,85 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_only(request: BuildRequest) -> int:
+    """build --check: every stage's warnings (the target's, with --target); nothing is built.
+
+    Exit 1 only when the Dockerfile asks for ``# check=error=true`` and
+    something was found, as BuildKit's check fails.
+    """
+    from builder.checks.report import render_full
+    from builder.engine import check_dockerfile
+
+    result = check_dockerfile(request, all_stages=True)
+    sys.stdout.write(render_full(result))
+    sys.stdout.flush()
+    if result.failed:
+        print(f"error: {result.failure_message()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build_checked(request: BuildRequest) -> BuildResult:
+    """The build; with ``# check=error=true`` and warnings, the warnings then the error."""
+    from builder.engine import build
+    from builder.errors import BuildCheckFailed
+
+    try:
+        return build(request)
+    except BuildCheckFailed as err:
+        sys.stderr.write(err.report)
+        raise
+
+
+def _warnings_file(request: BuildRequest) -> Path | None:
+    """Where a journaled build keeps its warnings, for a replay to print them again.
+
+    Keyed by the journal key: whatever the warnings depend on (Dockerfile,
+    build args, target, base images via index.json, ignore files via the
+    journal's own stat checks) is what the key and the replay check cover.
+    """
+    from builder.request import journal_key
+
+    key = journal_key(request)
+    return None if key is None else request.root / "checks" / key
+
+
+def _print_warnings(request: BuildRequest, result: BuildResult, *, journaled: bool) -> None:
+    """The build checks' findings after a build: buildx's short list (JSON events for rawjson)."""
+    from builder.checks.report import render_short
+
+    if request.progress == "rawjson":
+        for warning in result.warnings:
+            event = {"event": "warning", "rule": warning.rule, "message": warning.message,
+                     "description": warning.description, "line": warning.location.start_line}
+            sys.stderr.write(json.dumps(event, ensure_ascii=False) + "\n")
+    else:
+        sys.stderr.write(render_short(result.warnings))
+    if journaled:
+        path = _warnings_file(request)
+        if path is not None:
+            path.parent.mkdir(exist_ok=True)
+            _write_atomically(path, render_short(result.warnings))
+
+
+def _replay_warnings(request: BuildRequest) -> None:
+    path = _warnings_file(request)
+    try:
+        text = path.read_text() if path is not None else ""
+    except OSError:
+        return  # recorded before warnings were kept, or removed: nothing to repeat
+    sys.stderr.write(text)
+
+
+def _cache_specs(values: list[str], direction: str) -> tuple[CacheSpec, ...]:
+    """--cache-from / --cache-to values, refused up front if malformed."""
+    if not values:
+        return ()
+    from builder.cachexport.options import parse_cache_spec
+
+    return tuple(parse_cache_spec(text, direction=direction) for text in values)
+
+
 def _metadata(root: Path, result: BuildResult) -> str:
     """The --metadata-file document: buildx's keys, then pybuild's build record.
 
@@ -134,6 +252,7 @@ def _metadata(root: Path, result: BuildResult) -> str:
     steps = [] if record is None else [
         {"instruction": step.instruction, "stage": step.stage, "line": step.line,
          "cache_key": step.cache_key, "result": _state(step.hit).lower(),
+         "hit_source": step.source if step.hit == 1 else "",
          "seconds": round(step.seconds, 3), "bytes": step.bytes}
         for step in record.step_records
     ]
@@ -181,10 +300,22 @@ def _push_all(root: Root, digest: str, names: tuple[str, ...], args: argparse.Na
     if not names:
         raise UsageError("--push: name the image with -t (or -o type=registry,name=...)")
     manifest = root.images.resolve(digest)
-    for name in dict.fromkeys(names):
-        root.images.tag(name, manifest)  # a no-op when the tag is already there
-        pushed = push(root.images, root.blobs, name, options=_registry_options(args))
-        print(f"pushed {name}: {pushed.digest}", file=sys.stderr)
+    progress = _transfer_progress(args)
+    try:
+        for name in dict.fromkeys(names):
+            root.images.tag(name, manifest)  # a no-op when the tag is already there
+            pushed = push(root.images, root.blobs, name, options=_registry_options(args),
+                          progress=progress)
+            print(f"pushed {name}: {pushed.digest}", file=sys.stderr)
+    finally:
+        progress.close()
+
+
+def _transfer_progress(args: argparse.Namespace) -> TransferProgress:
+    """Per-layer progress of a pull or push, in the command's --progress mode."""
+    from builder.transfer_progress import make_transfer_progress
+
+    return make_transfer_progress(getattr(args, "progress", "auto"))
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -339,8 +470,12 @@ def run_pull(args: argparse.Namespace) -> int:
             raise UsageError(f"--platform {args.platform!r}: expected OS/ARCH[/VARIANT]")
         platform = oci.Platform(architecture=parts[1], os=parts[0],
                                 variant=parts[2] if len(parts) == 3 else "")
-    manifest = pull(args.name, root.images, root.blobs, platform=platform,
-                    options=_registry_options(args))
+    progress = _transfer_progress(args)
+    try:
+        manifest = pull(args.name, root.images, root.blobs, platform=platform,
+                        options=_registry_options(args), progress=progress)
+    finally:
+        progress.close()
     print(manifest.digest)
     return 0
 
@@ -349,8 +484,12 @@ def run_push(args: argparse.Namespace) -> int:
     from builder.registry import push
 
     root = _root(args)
-    pushed = push(root.images, root.blobs, args.name, args.destination or None,
-                  options=_registry_options(args))
+    progress = _transfer_progress(args)
+    try:
+        pushed = push(root.images, root.blobs, args.name, args.destination or None,
+                      options=_registry_options(args), progress=progress)
+    finally:
+        progress.close()
     print(f"digest: {pushed.digest} size: {pushed.size}")
     return 0
 
@@ -403,6 +542,8 @@ def run_builds(args: argparse.Namespace) -> int:
     records = BuildRecords(root.path / "cache.db")
     if args.action in ("diff", "compare"):
         return _two_builds(records, args)
+    if args.action == "logs":
+        return _build_logs(root.path, records, args)
     if args.action == "show":
         if not args.build_id:
             raise UsageError("builds show: name a build id (see pybuild builds)")
@@ -416,9 +557,20 @@ def run_builds(args: argparse.Namespace) -> int:
         print(f"build {record.id}  {record.dockerfile}  target={record.target or '-'}  "
               f"{record.outcome}  {record.digest}")
         for number, step in enumerate(record.step_records, start=1):
+            # An imported hit says where from: "CACHED (import:host/repo:cache)".
             state = _state(step.hit)
+            if step.hit == 1 and step.source.startswith("import:"):
+                state = f"{state} ({step.source})"
             print(f"#{number:<3} {state:<7} {step.seconds:7.2f}s  {step.bytes:>10}  "
                   f"line {step.line:<4} [{step.stage}] {step.instruction.splitlines()[0][:80]}")
+        from cache.logs import read_index
+
+        logged = read_index(root.path, record.id)
+        if logged:
+            cut = [str(position) for position, info in sorted(logged.items()) if info.cut]
+            print(f"output of steps {', '.join(map(str, sorted(logged)))}: "
+                  f"pybuild builds logs {record.id} [STEP]"
+                  + (f" (cut in the middle: steps {', '.join(cut)})" if cut else ""))
         return 0
     rows = records.recent(args.last)
     if args.format == "json":
@@ -442,11 +594,8 @@ def _two_builds(records: BuildRecords, args: argparse.Namespace) -> int:
 
     if not (args.build_id and args.other_id):
         raise UsageError(f"builds {args.action}: name two build ids")
-    first, second = records.get(args.build_id), records.get(args.other_id)
-    for given, record in ((args.build_id, first), (args.other_id, second)):
-        if record is None:
-            raise UsageError(f"builds {args.action}: no such build {given}")
-    assert first is not None and second is not None
+    first, second = (_find_build(records, given, args.action)
+                     for given in (args.build_id, args.other_id))
     if args.action == "diff":
         differences = explain_build(second, first)
         if args.format == "json":
@@ -493,6 +642,67 @@ def _two_builds(records: BuildRecords, args: argparse.Namespace) -> int:
               f"({100 * total['hit_rate']:.0f}%), {total['seconds']:.2f}s")
     print(f"time saved by the cache in the second build: {saved:.2f}s")
     return 0
+
+
+def _find_build(records: BuildRecords, given: str, action: str) -> BuildRecord:
+    """A build by id prefix or, for compare, by a --metadata-file another run wrote."""
+    from builder.errors import UsageError
+    from builder.metadata import record_from_metadata
+
+    path = Path(given)
+    if action == "compare" and ("/" in given or given.endswith(".json") or path.is_file()):
+        return record_from_metadata(path)
+    record = records.get(given)
+    if record is None:
+        raise UsageError(f"builds {action}: no such build {given} (or the prefix is ambiguous)")
+    return record
+
+
+def _build_logs(root: Path, records: BuildRecords, args: argparse.Namespace) -> int:
+    """builds logs ID [STEP]: the full output of a build's RUN steps."""
+    from builder.errors import UsageError
+    from cache.logs import log_path, read_index
+
+    if not args.build_id:
+        raise UsageError("builds logs: name a build id (see pybuild builds)")
+    record = _find_build(records, args.build_id, "logs")
+    kept = read_index(root, record.id)
+    if args.other_id is not None:
+        try:
+            position = int(args.other_id)
+        except ValueError:
+            raise UsageError(f"builds logs: STEP must be a step number, not {args.other_id!r}"
+                             ) from None
+        if not 1 <= position <= len(record.step_records):
+            raise UsageError(f"builds logs: build {record.id} has steps 1 to "
+                             f"{len(record.step_records)}")
+        if position not in kept:
+            print(f"build {record.id} step {position} wrote no output", file=sys.stderr)
+            return 0
+        _copy_to_stdout(log_path(root, record.id, position))
+        return 0
+    if not kept:
+        print(f"build {record.id} kept no step output", file=sys.stderr)
+    for position, info in sorted(kept.items()):
+        step = record.step_records[position - 1]
+        cut = f", {info.cut} bytes cut at byte {info.cut_at}" if info.cut else ""
+        print(f"==> step {position} [{step.stage}] line {step.line}: "
+              f"{step.instruction.splitlines()[0][:80]} ({info.written} bytes{cut})", flush=True)
+        _copy_to_stdout(log_path(root, record.id, position))
+    return 0
+
+
+def _copy_to_stdout(path: Path) -> None:
+    import shutil
+
+    from builder.errors import CacheError
+
+    try:
+        with path.open("rb") as log:
+            shutil.copyfileobj(log, sys.stdout.buffer)
+    except OSError as err:
+        raise CacheError(f"reading {path}: {err}") from err
+    sys.stdout.buffer.flush()
 
 
 def _state(hit: int) -> str:

@@ -5,20 +5,28 @@
     │   ├── ParseError                text that is not a Dockerfile (BuildKit refuses it too)
     │   │   └── UnknownInstruction    a word that is no instruction, with a "did you mean"
     │   ├── BadFlag                   a flag the instruction does not take, or a bad value
+    │   │   └── BadMount              a RUN --mount spec BuildKit refuses (type, key, target)
+    │   ├── NotAllowed                RUN --security=insecure without --allow security.insecure
     │   ├── ExpansionError            ${VAR?msg}, an unterminated quote, a bad substitution
-    │   └── UnknownStage              FROM/COPY --from naming no stage or image
+    │   ├── UnknownStage              FROM/COPY --from naming no stage or image
+    │   ├── InvalidPort               an EXPOSE port spec BuildKit refuses
+    │   └── BuildCheckFailed          # check=error=true and the build checks found something
     ├── UsageError                    a command-line flag or argument is wrong
     ├── BuildError
     │   ├── StepFailed                a RUN step exited non-zero, a COPY failed
+    │   │   └── MountUnavailable      a RUN --mount's secret, SSH agent or source is missing
     │   ├── ContextError              the build context could not be read
     │   │   └── SourceNotFound        a COPY/ADD source names nothing
     │   ├── CopyError                 a COPY/ADD could not be carried out
     │   ├── UnpackError               an ADD archive could not be extracted
+    │   ├── RemoteSourceError         an ADD URL or git repository could not be fetched,
+    │   │                             or failed its --checksum
     │   └── IgnoreFileError           a .dockerignore or --exclude pattern is invalid
     ├── SandboxError
     ├── CacheError
     ├── RegistryError
     └── StoreError
+        └── DiskFull                  no space left on the store's file system
 
 Locations are attached once, where the instruction is known (the frontend
 boundary), and the CLI renders them as ``Dockerfile:LINE`` plus the lines.
@@ -30,16 +38,23 @@ from dataclasses import dataclass
 
 __all__ = [
     "BadFlag",
+    "BadMount",
+    "BuildCheckFailed",
     "BuildError",
     "CacheError",
     "ContextError",
     "CopyError",
+    "DiskFull",
     "DockerfileError",
     "ExpansionError",
     "IgnoreFileError",
+    "InvalidPort",
+    "MountUnavailable",
+    "NotAllowed",
     "ParseError",
     "PybuildError",
     "RegistryError",
+    "RemoteSourceError",
     "SandboxError",
     "SourceLocation",
     "SourceNotFound",
@@ -125,12 +140,36 @@ class BadFlag(DockerfileError):
     """An instruction was given a flag it does not take, or a flag value it cannot use."""
 
 
+class BadMount(BadFlag):
+    """A RUN --mount value BuildKit refuses: unknown type or key, bad value, bad target."""
+
+
+class NotAllowed(DockerfileError):
+    """A step needs an entitlement (``--allow security.insecure``) the build was not given."""
+
+
 class ExpansionError(DockerfileError):
     """Word expansion failed: ${VAR?msg}, an unterminated quote, a bad substitution."""
 
 
 class UnknownStage(DockerfileError):
     """A stage reference that names no stage."""
+
+
+class InvalidPort(DockerfileError):
+    """An EXPOSE port spec BuildKit refuses: a bad port, range, protocol or address."""
+
+
+class BuildCheckFailed(DockerfileError):
+    """The build checks found warnings and the Dockerfile asks for ``# check=error=true``.
+
+    ``report`` is the warnings as the CLI prints them; the message names the
+    rules, as BuildKit's does.
+    """
+
+    def __init__(self, message: str, *, report: str = "") -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class UsageError(PybuildError):
@@ -168,6 +207,10 @@ class StepFailed(BuildError):
         return f"{self.location}: {self.message}"
 
 
+class MountUnavailable(StepFailed):
+    """What a RUN --mount needs is missing: a required secret or SSH agent, a bind source."""
+
+
 class SandboxError(PybuildError):
     """The sandbox could not be set up or torn down."""
 
@@ -184,6 +227,10 @@ class StoreError(PybuildError):
     """The image store is unreadable or a write to it failed."""
 
 
+class DiskFull(StoreError):
+    """A write to the store ran out of space (ENOSPC, EDQUOT, SQLite's "disk is full")."""
+
+
 class ContextError(BuildError):
     """The context could not be read: permission denied, a file vanished mid-walk."""
 
@@ -198,6 +245,11 @@ class CopyError(BuildError):
 
 class UnpackError(BuildError):
     """An archive could not be extracted, or an entry would land outside its directory."""
+
+
+class RemoteSourceError(BuildError):
+    """An ADD of a URL or a git repository failed: the transfer, the server's answer, or the
+    content's --checksum."""
 
 
 class IgnoreFileError(BuildError):

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import xxhash
 
-from builder.plan.graph import ContextSource, ImageSource, StageSource, Step
+from builder.plan.graph import (
+    ContextSource,
+    ImageSource,
+    NamedContextSource,
+    StageSource,
+    Step,
+)
 
 __all__ = ["explain_build", "explain_miss", "step_inputs", "value_hash"]
 
@@ -33,8 +39,14 @@ def step_inputs(
     parent_key: str,
     base: str,
     files: dict[str, list[Any]] | None,
+    *,
+    source_digest: str = "",
 ) -> dict[str, Any]:
-    """The explainable inputs of a keyed step (JSON-ready)."""
+    """The explainable inputs of a keyed step (JSON-ready).
+
+    ``source_digest`` is what a COPY/ADD reads, as keyed: for a stage or an
+    image it is the only sign that the source changed.
+    """
     before = step.before
     inputs: dict[str, Any] = {
         "parent": parent_key,
@@ -52,6 +64,10 @@ def step_inputs(
         inputs["source"] = f"stage {step.source.stage}"
     elif isinstance(step.source, ImageSource):
         inputs["source"] = f"image {step.source.image.manifest_digest}"
+    elif isinstance(step.source, NamedContextSource):
+        inputs["source"] = f"build context {step.source.name}"
+    if source_digest:
+        inputs["source_digest"] = source_digest
     if files is not None:
         inputs["files"] = files
     return inputs
@@ -80,7 +96,15 @@ def explain_miss(now: dict[str, Any], before: dict[str, Any] | None) -> list[str
     for field in ("user", "workdir", "shell", "source"):
         if now.get(field) != before.get(field):
             reasons.append(f"{field} changed")
-    reasons.extend(_file_changes(now.get("files"), before.get("files")))
+    file_reasons = _file_changes(now.get("files"), before.get("files"))
+    reasons.extend(file_reasons)
+    if (not file_reasons and now.get("source") == before.get("source")
+            and now.get("source_digest") != before.get("source_digest")):
+        if now.get("source") is None:  # a RUN whose --mount binds read a stage, image or context
+            reasons.append("what its --mount sources read changed")
+        else:
+            reasons.append(f"what it copies from changed ({now.get('source')}: "
+                           "its result or content differs)")
     if not reasons and now.get("parent") != before.get("parent"):
         reasons.append("an earlier step missed (its parent's key changed)")
     return reasons or ["its inputs match an earlier build, but that result is gone"]

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from builder.plan.graph import Step
 
 __all__ = [
+    "LogTail",
     "PlainProgress",
     "QuietProgress",
     "RawJsonProgress",
@@ -48,9 +49,17 @@ class PlainProgress:
         self._started: dict[int, float] = {}
         self._stage_names = stage_names or {}
         self._start = time.perf_counter()
+        self._build_id = ""
+        self._positions: dict[int, int] = {}
+        self._partials: dict[int, bytes] = {}
 
     def set_stage_names(self, names: dict[int, str]) -> None:
         self._stage_names = names
+
+    def set_log_source(self, build_id: str, positions: dict[int, int]) -> None:
+        """Where the full logs go: ``pybuild builds logs BUILD_ID POSITION``."""
+        self._build_id = build_id
+        self._positions = positions
 
     def _number(self, step: Step) -> int:
         if step.id not in self._numbers:
@@ -78,17 +87,36 @@ class PlainProgress:
 
     def step_finished(self, step: Step, seconds: float) -> None:
         with self._lock:
+            self._flush_partial(step)
             self._emit(f"#{self._number(step)} DONE {seconds:.1f}s")
 
     def step_log(self, step: Step, data: bytes) -> None:
+        # Output arrives in pipe-sized chunks that may end mid-line; only
+        # whole lines are printed, so "+ mkdir" never splits in two.
         with self._lock:
-            number = self._number(step)
-            elapsed = time.perf_counter() - self._started.get(step.id, self._start)
-            for line in data.decode("utf-8", "replace").splitlines():
-                self._emit(f"#{number} {elapsed:.3f} {line}")
+            text = self._partials.pop(step.id, b"") + data
+            *lines, rest = text.split(b"\n")
+            if len(rest) > 4096:  # no newline for a long while: print it anyway
+                lines.append(rest)
+                rest = b""
+            if rest:
+                self._partials[step.id] = rest
+            self._print_lines(step, lines)
+
+    def _print_lines(self, step: Step, lines: list[bytes]) -> None:
+        number = self._number(step)
+        elapsed = time.perf_counter() - self._started.get(step.id, self._start)
+        for line in lines:
+            self._emit(f"#{number} {elapsed:.3f} {line.decode('utf-8', 'replace').rstrip(chr(13))}")
+
+    def _flush_partial(self, step: Step) -> None:
+        rest = self._partials.pop(step.id, b"")
+        if rest:
+            self._print_lines(step, [rest])
 
     def step_failed(self, step: Step, message: str) -> None:
         with self._lock:
+            self._flush_partial(step)
             self._emit(f"#{self._number(step)} ERROR: {message}")
 
     def close(self) -> None:
@@ -96,7 +124,15 @@ class PlainProgress:
 
 
 class TtyProgress(PlainProgress):
-    """Plain lines written above a tqdm bar that counts finished steps."""
+    """Plain lines written above a tqdm bar that counts finished steps.
+
+    A step's output is not streamed to the terminal: the bar shows its latest
+    line while it runs, and when it ends the last ``TAIL_LINES`` lines are
+    printed, with a pointer to the full log (``pybuild builds logs``) when
+    there were more.  A chatty step cannot flood the screen.
+    """
+
+    TAIL_LINES = 10
 
     def __init__(self, total_steps: int, out: TextIO | None = None) -> None:
         super().__init__(out)
@@ -104,20 +140,74 @@ class TtyProgress(PlainProgress):
 
         self._bar = tqdm(total=total_steps, unit="step", file=self._out, leave=False,
                          dynamic_ncols=True)
+        self._tails: dict[int, LogTail] = {}
 
     def _emit(self, text: str) -> None:
         self._bar.write(text, file=self._out)
+
+    def step_log(self, step: Step, data: bytes) -> None:
+        with self._lock:
+            tail = self._tails.setdefault(step.id, LogTail(self.TAIL_LINES))
+            tail.feed(data)
+            if tail.lines:
+                self._bar.set_description_str(f"#{self._number(step)} {tail.lines[-1][:60]}",
+                                              refresh=True)
+
+    def _show_tail(self, step: Step) -> None:
+        tail = self._tails.pop(step.id, None)
+        if tail is None:
+            return
+        number = self._number(step)
+        tail.flush()
+        if tail.total > len(tail.lines):
+            where = (f"pybuild builds logs {self._build_id} {self._positions[step.id]}"
+                     if self._build_id and step.id in self._positions else "the build's logs")
+            self._emit(f"#{number} ... {tail.total - len(tail.lines)} earlier lines: {where}")
+        for line in tail.lines:
+            self._emit(f"#{number} {line}")
+        self._bar.set_description_str("", refresh=False)
 
     def step_cached(self, step: Step) -> None:
         super().step_cached(step)
         self._bar.update(1)
 
     def step_finished(self, step: Step, seconds: float) -> None:
+        with self._lock:
+            self._show_tail(step)
         super().step_finished(step, seconds)
         self._bar.update(1)
 
+    def step_failed(self, step: Step, message: str) -> None:
+        with self._lock:
+            self._show_tail(step)
+        super().step_failed(step, message)
+
     def close(self) -> None:
         self._bar.close()
+
+
+class LogTail:
+    """The last ``limit`` lines of a step's output, and how many lines it wrote in all."""
+
+    def __init__(self, limit: int) -> None:
+        import collections
+
+        self.lines: collections.deque[str] = collections.deque(maxlen=limit)
+        self.total = 0
+        self._partial = b""
+
+    def feed(self, data: bytes) -> None:
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        self.total += len(complete)
+        self.lines.extend(line.decode("utf-8", "replace").rstrip("\r") for line in complete)
+        if len(self._partial) > 4096:  # output with no newline still shows, and stays bounded
+            self.total += 1
+            self.lines.append(self._partial[:4096].decode("utf-8", "replace"))
+            self._partial = b""
+
+    def flush(self) -> None:
+        if self._partial:
+            self.feed(b"\n")
 
 
 class RawJsonProgress(PlainProgress):

@@ -9,6 +9,7 @@ image package's business.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -97,6 +98,11 @@ class BlobWriter:
         if not self._file.closed:
             self._file.flush()
 
+    def fileno(self) -> int:
+        """The temp file's descriptor, until commit or close: for OS-level work on the
+        bytes written so far (after ``flush``), such as starting their write-back early."""
+        return self._file.fileno()
+
     def commit(self, expected: str | None = None) -> BlobRef:
         """Make the blob visible under its digest and return it.
 
@@ -116,7 +122,7 @@ class BlobWriter:
             os.fsync(self._file.fileno())
             os.fchmod(self._file.fileno(), 0o644)
             target = self._store.path(digest)
-            if not target.exists():
+            if not _refresh(target):
                 try:
                     os.rename(self._temp_path, target)
                 except OSError as err:
@@ -130,7 +136,10 @@ class BlobWriter:
     def close(self) -> None:
         """Drop the temp file if it was not committed; closing twice is harmless."""
         if not self._file.closed:
-            self._file.close()
+            # Flushing what is buffered can fail (a full disk): the temp file
+            # is discarded all the same, and must not be left behind for it.
+            with contextlib.suppress(OSError):
+                self._file.close()
         try:
             os.unlink(self._temp_path)
         except FileNotFoundError:
@@ -158,7 +167,7 @@ class BlobStore:
     def put_bytes(self, data: bytes) -> BlobRef:
         """Store ``data`` (idempotent: an existing blob is not rewritten)."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.has(digest):
+        if _refresh(self.path(digest)):
             return BlobRef(digest=digest, size=len(data))
         with self.writer() as writer:
             writer.write(data)
@@ -284,6 +293,22 @@ def _open_locked_temp(directory: Path) -> tuple[BinaryIO, str]:
             return os.fdopen(fd, "wb", buffering=_CHUNK), name
         # A sweeper saw the file before we locked it and removed it: try again.
         os.close(fd)
+
+
+def _refresh(path: Path) -> bool:
+    """Mark a stored blob as just written (its mtime), if it is there; whether it is.
+
+    A writer that finds its blob already stored reuses it; refreshing the
+    mtime tells a concurrent prune (cache/gc.py) that a running build now
+    relies on it, as if it had written it anew.
+    """
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except PermissionError:
+        pass  # a store shared read-only: the blob is there all the same
+    return path.is_file()
 
 
 def _same_file(fd: int, path: str) -> bool:

@@ -89,6 +89,33 @@ class CacheIndex:
         except sqlite3.Error as err:
             raise CacheError(f"writing the cache index: {err}") from err
 
+    def rows(self) -> list[tuple[CacheEntry, float]]:
+        """Every row with its last use (seconds since the epoch): for du, prune and verify."""
+        try:
+            found = self._connect().execute(
+                "SELECT cache_key, diff_id, size, created, last_used FROM steps"
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise CacheError(f"reading the cache index: {err}") from err
+        return [(CacheEntry(key, diff_id, size, created), last_used)
+                for key, diff_id, size, created, last_used in found]
+
+    def forget_many(self, cache_keys: list[str]) -> None:
+        """Drop rows in one transaction (prune removes a layer's rows before the layer)."""
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany(
+                    "DELETE FROM steps WHERE cache_key = ?", [(key,) for key in cache_keys]
+                )
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise CacheError(f"writing the cache index: {err}") from err
+
     def forget(self, cache_key: str) -> None:
         try:
             self._connect().execute("DELETE FROM steps WHERE cache_key = ?", (cache_key,))

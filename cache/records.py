@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS build_steps (
     seconds     REAL NOT NULL,
     bytes       INTEGER NOT NULL,
     inputs      TEXT NOT NULL DEFAULT '',  -- JSON: what the key was made from
+    source      TEXT NOT NULL DEFAULT '',  -- a hit's origin: "local" or "import:<ref>"
     PRIMARY KEY (build_id, position)
 );
 """
@@ -61,6 +62,9 @@ class StepRecord:
     seconds: float
     bytes: int
     inputs: str = ""  # JSON (builder.explain.step_inputs), "" for unkeyed steps
+    # Where a hit came from: "local" (this root's index) or "import:<ref>" (a
+    # --cache-from cache); "" for steps that ran and unkeyed ones.
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,7 @@ class BuildRecords:
         try:
             with self._connect() as connection:
                 connection.executescript(_SCHEMA)
+                _add_source_column(connection)
         except sqlite3.Error as err:
             raise CacheError(f"opening build records in {path}: {err}") from err
 
@@ -111,10 +116,13 @@ class BuildRecords:
                      record.cached, record.ran, record.seconds, record.digest, record.outcome),
                 )
                 connection.executemany(
-                    "INSERT INTO build_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO build_steps (build_id, position, stage, instruction, line,"
+                    " cache_key, hit, seconds, bytes, inputs, source)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (record.id, position, step.stage, step.instruction, step.line,
-                         step.cache_key, step.hit, step.seconds, step.bytes, step.inputs)
+                         step.cache_key, step.hit, step.seconds, step.bytes, step.inputs,
+                         step.source)
                         for position, step in enumerate(record.step_records, start=1)
                     ],
                 )
@@ -154,12 +162,25 @@ class BuildRecords:
                 if len(rows) != 1:
                     return None
                 steps = connection.execute(
-                    "SELECT stage, instruction, line, cache_key, hit, seconds, bytes, inputs"
-                    " FROM build_steps WHERE build_id = ? ORDER BY position", (rows[0][0],)
+                    "SELECT stage, instruction, line, cache_key, hit, seconds, bytes, inputs,"
+                    " source FROM build_steps WHERE build_id = ? ORDER BY position", (rows[0][0],)
                 ).fetchall()
         except sqlite3.Error as err:
             raise CacheError(f"reading build records: {err}") from err
         return _record(rows[0], tuple(StepRecord(*row) for row in steps))
+
+
+def _add_source_column(connection: sqlite3.Connection) -> None:
+    """Records written before hits had a source gain the column (empty for old rows)."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(build_steps)")}
+    if "source" not in columns:
+        try:
+            connection.execute(
+                "ALTER TABLE build_steps ADD COLUMN source TEXT NOT NULL DEFAULT ''"
+            )
+        except sqlite3.OperationalError as err:
+            if "duplicate column" not in str(err):  # another process added it first
+                raise
 
 
 def _record(row: tuple[Any, ...], steps: tuple[StepRecord, ...] = ()) -> BuildRecord:

@@ -1,9 +1,13 @@
 """type=docker: a `docker save` tar (manifest.json, config and layer blobs) for docker/podman load.
 
-Blobs sit at ``blobs/sha256/<hex>`` as docker 25's save writes them, and
-manifest.json points at them. The OCI layout files newer docker also writes
-are left out: podman tries an archive as oci-archive before docker-archive,
-and would then name the image after the bare tag in ref.name.
+Written as docker 25's save writes it: blobs at ``blobs/sha256/<hex>``,
+manifest.json pointing at them, and the OCI layout files (index.json,
+oci-layout) beside it, so the one tar is both a docker archive and an OCI
+image layout (``skopeo copy oci-archive:FILE:TAG``). Each name is an
+index.json entry carrying the full name in io.containerd.image.name and
+the tag in ref.name. podman load tries an archive as oci-archive first and
+names a single-entry one from io.containerd.image.name (docker.io/library/app:1);
+with several entries it falls back to docker-archive and manifest.json's RepoTags.
 """
 
 from __future__ import annotations
@@ -13,13 +17,19 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from builder.export import destination
-from builder.export.layout import ArchiveWriter, PreparedImage, blob_member, prepare_image
+from builder.export.layout import (
+    ArchiveWriter,
+    PreparedImage,
+    blob_member,
+    index_entries,
+    prepare_image,
+)
 from builder.export.options import OutputSpec
 from builder.image import oci
 from builder.image.store import ImageStore, parse_reference
 from cache.blobs import BlobStore
 
-__all__ = ["export_docker", "write_docker_archive"]
+__all__ = ["export_docker", "finish_docker_archive", "write_docker_archive"]
 
 
 def export_docker(
@@ -32,31 +42,49 @@ def export_docker(
     stdout: BinaryIO | None = None,
 ) -> None:
     """Write one image as a docker-archive at ``spec.dest``, tagged with ``names``."""
-    image = prepare_image(
-        store, blobs, manifest, spec.compression, oci_media_types=spec.oci_media_types
-    )
-    with destination.open_file(spec.dest, stdout=stdout) as out:
-        write_docker_archive(out, blobs, [(image, tuple(names))])
+    with destination.open_file(spec.dest, stdout=stdout) as out, ArchiveWriter(out, blobs) as archive:
+        image = prepare_image(
+            store,
+            blobs,
+            manifest,
+            spec.compression,
+            oci_media_types=spec.oci_media_types,
+            archive=archive,
+        )
+        finish_docker_archive(archive, [(image, tuple(names))])
 
 
 def write_docker_archive(
     out: BinaryIO, blobs: BlobStore, images: Sequence[tuple[PreparedImage, Sequence[str]]]
 ) -> None:
-    """Blobs, then manifest.json with one entry per image; ``out`` stays open."""
+    """Blobs, then manifest.json with one entry per image, index.json and oci-layout;
+    ``out`` stays open."""
     with ArchiveWriter(out, blobs) as archive:
-        entries = []
-        for image, names in images:
-            archive.add_image(image)
-            entries.append(
-                {
-                    "Config": blob_member(image.config.digest),
-                    # RepoTags hold the familiar names `docker images` shows.
-                    "RepoTags": _repo_tags(names),
-                    "Layers": [blob_member(layer.digest) for layer in image.layers],
-                }
-            )
-        # manifest.json is docker's own file, not a canonical blob: keep docker's key order.
-        archive.add_bytes("manifest.json", json.dumps(entries, separators=(",", ":")).encode())
+        finish_docker_archive(archive, images)
+
+
+def finish_docker_archive(
+    archive: ArchiveWriter, images: Sequence[tuple[PreparedImage, Sequence[str]]]
+) -> None:
+    """Each image's blobs not in ``archive`` yet, then manifest.json, index.json, oci-layout."""
+    entries = []
+    index: list[oci.Descriptor] = []
+    for image, names in images:
+        archive.add_image(image)
+        index.extend(index_entries(image, names))
+        entries.append(
+            {
+                "Config": blob_member(image.config.digest),
+                # RepoTags hold the familiar names `docker images` shows.
+                "RepoTags": _repo_tags(names),
+                "Layers": [blob_member(layer.digest) for layer in image.layers],
+            }
+        )
+    # manifest.json is docker's own file, not a canonical blob: keep docker's key order.
+    archive.add_bytes("manifest.json", json.dumps(entries, separators=(",", ":")).encode())
+    archive.add_bytes("index.json", oci.canonical_json(oci.Index(manifests=tuple(index)).to_json()))
+    layout = {"imageLayoutVersion": oci.IMAGE_LAYOUT_VERSION}
+    archive.add_bytes("oci-layout", oci.canonical_json(layout))
 
 
 def _repo_tags(names: Sequence[str]) -> list[str]:

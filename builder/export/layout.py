@@ -9,16 +9,16 @@ same export gives the same bytes.
 from __future__ import annotations
 
 import hashlib
-import io
+import os
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Self
 
 from builder.errors import StoreError
-from builder.export.compression import CompressedLayers, convert_layer
+from builder.export.compression import CompressedLayers, convert_layer, layer_algorithm
 from builder.export.options import Compression
-from builder.export.tarwriter import open_tar_writer
+from builder.export.tarwriter import BlobTar
 from builder.image import oci
 from builder.image.store import ImageStore, parse_reference
 from cache.blobs import BlobStore
@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 _CONTAINERD_NAME = "io.containerd.image.name"
+# Layers below this stream into an archive as they compress: their output
+# stays under tar's 8 GiB plain-header limit (compressors expand by < 1%).
+_STREAM_LIMIT = 7 << 30
 _DEFAULT_DOMAIN = "docker.io"
 
 
@@ -44,6 +47,9 @@ class PreparedImage:
     manifest_bytes: bytes
     config: oci.Descriptor
     layers: tuple[oci.Descriptor, ...]
+    # Layer blobs this process has just written and hashed on the way: the
+    # archive copies them without hashing them a second time.
+    hashed: frozenset[str] = frozenset()
 
 
 def prepare_image(
@@ -53,21 +59,35 @@ def prepare_image(
     compression: Compression,
     *,
     oci_media_types: bool,
+    archive: ArchiveWriter | None = None,
 ) -> PreparedImage:
     """Compress the layers as asked (cached) and write the manifest that names them.
 
     diff_ids are untouched, so the config blob, and the image id, stay the
     same. When nothing changes (uncompressed, OCI types) the stored manifest
-    is reused byte for byte and keeps its digest.
+    is reused byte for byte and keeps its digest. With ``archive``, each layer
+    goes into it as soon as it is ready (streamed in as it compresses, where
+    the archive can take that), in order; ``add_image`` then adds the rest.
     """
     stored = store.manifest(manifest)
     config = store.config(stored.config)
     if len(config.diff_ids) != len(stored.layers):
         raise StoreError(f"exporting {manifest.digest}: layers and diff_ids differ in number")
     cache = CompressedLayers(blobs)
+    hashed: set[str] = set()
     layers = tuple(
         convert_layer(
-            blobs, layer, diff_id, compression, oci_media_types=oci_media_types, cache=cache
+            blobs,
+            layer,
+            diff_id,
+            compression,
+            oci_media_types=oci_media_types,
+            cache=cache,
+            written=hashed,
+        )
+        if archive is None
+        else archive.add_layer(
+            layer, diff_id, compression, oci_media_types=oci_media_types, cache=cache
         )
         for layer, diff_id in zip(stored.layers, config.diff_ids, strict=True)
     )
@@ -91,6 +111,7 @@ def prepare_image(
         manifest_bytes=data,
         config=config_descriptor,
         layers=layers,
+        hashed=frozenset(hashed),
     )
 
 
@@ -131,50 +152,121 @@ class ArchiveWriter:
 
     Leaving the block normally ends the archive; leaving it by an exception
     writes nothing more (the destination is discarded anyway). ``out`` stays open.
+    Every blob's bytes are checked against its digest once: as they are copied in,
+    or, for a blob this export has just written (and hashed while writing it),
+    already; those the kernel copies without them passing through Python.
     """
 
     def __init__(self, out: BinaryIO, blobs: BlobStore) -> None:
         self._blobs = blobs
-        self._tar = open_tar_writer(out)
+        self._tar = BlobTar(out)
         self._written: set[str] = set()
         self._add_directory("blobs")
         self._add_directory("blobs/sha256")
 
-    def add_blob(self, digest: str) -> None:
-        """Copy a stored blob in, checked against its digest as it streams past."""
+    def add_blob(self, digest: str, *, hashed: bool = False) -> None:
+        """Copy a stored blob in; checked against its digest unless ``hashed`` (just written)."""
         name = blob_member(digest)
         if name in self._written:
             return
         self._written.add(name)
-        with self._blobs.open(digest, verify=True) as stream:
-            self._tar.addfile(self._header(name, self._blobs.size(digest)), stream)
-            if stream.read(1):  # also reaches the end, where the digest is checked
+        path = self._blobs.path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as err:
+            raise StoreError(f"blob {digest} not found") from err
+        try:
+            size = os.fstat(fd).st_size
+            header = self._header(name, size)
+            if hashed:
+                self._tar.add_file(header, fd)
+                return
+            content = hashlib.sha256()
+            self._tar.add_file(header, fd, update=content.update)
+            if os.pread(fd, 1, size):
                 raise StoreError(f"exporting blob {digest}: it grew while being read")
+            actual = "sha256:" + content.hexdigest()
+            if actual != digest:
+                raise StoreError(f"blob {digest} is corrupt: its content hashes to {actual}")
+        except OSError as err:
+            raise StoreError(f"exporting blob {digest}: {err.strerror or err}") from err
+        finally:
+            os.close(fd)
+
+    def add_layer(
+        self,
+        layer: oci.Descriptor,
+        diff_id: str,
+        compression: Compression,
+        *,
+        oci_media_types: bool,
+        cache: CompressedLayers,
+    ) -> oci.Descriptor:
+        """The layer as ``convert_layer`` exports it, added now; returns its descriptor.
+
+        A layer compressed now is streamed in while it compresses, when the output
+        is a file whose member header can be written afterwards: its bytes are
+        written to the blob and the archive at once, and never read back.
+        """
+        start: int | None = None
+
+        def tee(piece: bytes) -> None:
+            nonlocal start
+            if start is None:
+                start = self._tar.begin_stream()
+            self._tar.stream(piece)
+
+        streams = self._tar.can_stream and layer.size < _STREAM_LIMIT
+        if layer_algorithm(layer.media_type) != "uncompressed":
+            streams = False  # its uncompressed size, and so the output's, is unknown
+        written: set[str] = set()
+        converted = convert_layer(
+            self._blobs,
+            layer,
+            diff_id,
+            compression,
+            oci_media_types=oci_media_types,
+            cache=cache,
+            written=written,
+            tee=tee if streams else None,
+        )
+        name = blob_member(converted.digest)
+        if start is None:
+            self.add_blob(converted.digest, hashed=converted.digest in written)
+        elif name in self._written:
+            self._tar.drop_stream(start)  # the same layer twice in one archive
+        else:
+            self._written.add(name)
+            self._tar.end_stream(start, self._header(name, 0))
+        return converted
 
     def add_bytes(self, name: str, data: bytes) -> None:
         if name in self._written:
             return
         self._written.add(name)
-        self._tar.addfile(self._header(name, len(data)), io.BytesIO(data))
+        self._tar.add_bytes(self._header(name, len(data)), data)
 
     def add_image(self, image: PreparedImage) -> None:
         """The image's layers, config and manifest, under blobs/sha256/."""
         for layer in image.layers:
-            self.add_blob(layer.digest)
+            self.add_blob(layer.digest, hashed=layer.digest in image.hashed)
         self.add_blob(image.config.digest)
         self.add_bytes(blob_member(image.manifest.digest), image.manifest_bytes)
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._tar.__exit__(*exc_info)  # type: ignore[arg-type]
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is None:
+            self._tar.finish()
+        else:
+            self._tar.wait()
 
     def _add_directory(self, name: str) -> None:
         header = self._header(name, 0)
         header.type = tarfile.DIRTYPE
         header.mode = 0o755
-        self._tar.addfile(header)
+        self._tar.add_bytes(header)
 
     @staticmethod
     def _header(name: str, size: int) -> tarfile.TarInfo:

@@ -12,7 +12,7 @@ from builder.image import oci
 from builder.image.store import ImageStore
 from cache.blobs import BlobStore
 
-__all__ = ["export_oci", "write_oci_archive"]
+__all__ = ["export_oci", "finish_oci_archive", "write_oci_archive"]
 
 
 def export_oci(
@@ -29,11 +29,16 @@ def export_oci(
     Each name becomes an index.json entry with buildkit's annotations, so
     ``skopeo copy oci-archive:FILE:TAG`` and ``umoci`` find it by tag.
     """
-    image = prepare_image(
-        store, blobs, manifest, spec.compression, oci_media_types=spec.oci_media_types
-    )
-    with destination.open_file(spec.dest, stdout=stdout) as out:
-        write_oci_archive(out, blobs, [(image, tuple(names))])
+    with destination.open_file(spec.dest, stdout=stdout) as out, ArchiveWriter(out, blobs) as archive:
+        image = prepare_image(
+            store,
+            blobs,
+            manifest,
+            spec.compression,
+            oci_media_types=spec.oci_media_types,
+            archive=archive,
+        )
+        finish_oci_archive(archive, [(image, tuple(names))])
 
 
 def write_oci_archive(
@@ -41,11 +46,18 @@ def write_oci_archive(
 ) -> None:
     """Blobs first (the big part), then index.json and oci-layout; ``out`` stays open."""
     with ArchiveWriter(out, blobs) as archive:
-        entries: list[oci.Descriptor] = []
-        for image, names in images:
-            archive.add_image(image)
-            entries.extend(index_entries(image, names))
-        index = oci.Index(manifests=tuple(entries))
-        archive.add_bytes("index.json", oci.canonical_json(index.to_json()))
-        layout = {"imageLayoutVersion": oci.IMAGE_LAYOUT_VERSION}
-        archive.add_bytes("oci-layout", oci.canonical_json(layout))
+        finish_oci_archive(archive, images)
+
+
+def finish_oci_archive(
+    archive: ArchiveWriter, images: Sequence[tuple[PreparedImage, Sequence[str]]]
+) -> None:
+    """Each image's blobs not in ``archive`` yet, then index.json and oci-layout."""
+    entries: list[oci.Descriptor] = []
+    for image, names in images:
+        archive.add_image(image)
+        entries.extend(index_entries(image, names))
+    index = oci.Index(manifests=tuple(entries))
+    archive.add_bytes("index.json", oci.canonical_json(index.to_json()))
+    layout = {"imageLayoutVersion": oci.IMAGE_LAYOUT_VERSION}
+    archive.add_bytes("oci-layout", oci.canonical_json(layout))

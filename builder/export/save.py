@@ -7,10 +7,11 @@ from typing import BinaryIO
 
 from builder.errors import StoreError, UsageError
 from builder.export import destination
-from builder.export.docker import write_docker_archive
-from builder.export.layout import PreparedImage, prepare_image
-from builder.export.oci import write_oci_archive
+from builder.export.docker import finish_docker_archive
+from builder.export.layout import ArchiveWriter, PreparedImage, prepare_image
+from builder.export.oci import finish_oci_archive
 from builder.export.options import Compression
+from builder.image import oci
 from builder.image.store import ImageStore, parse_reference
 from cache.blobs import BlobStore
 
@@ -31,7 +32,8 @@ def save(
 ) -> None:
     """Write the images ``names`` resolve to into one archive at ``dest`` (``-``: stdout).
 
-    Layers are written uncompressed by default, as ``docker save`` does. An
+    Layers are written uncompressed by default, as ``docker save`` does; the
+    docker format is also an OCI layout, as docker 25's save writes it. An
     image named twice is archived once and carries both names; a name may
     also be a digest or an id prefix (then it adds no tag).
     """
@@ -40,23 +42,33 @@ def save(
     if not names:
         raise UsageError("save: name at least one image")
     compression = compression or Compression.default("uncompressed")
-    oci_types = format == "oci" or compression.algorithm == "zstd"
+    # docker 25's save writes OCI media types in the manifests index.json names
+    # (docker load reads manifest.json, which has none), so OCI tools find each
+    # image by tag; the docker format does the same.
+    oci_types = True
     tags = frozenset(record.name for record in store.images())
-    by_manifest: dict[str, tuple[PreparedImage, list[str]]] = {}
+    # Every name is resolved before anything is written: an unknown one fails early.
+    by_manifest: dict[str, tuple[oci.Descriptor, list[str]]] = {}
     for name in names:
         manifest = store.resolve(name)
-        if manifest.digest not in by_manifest:
-            image = prepare_image(store, blobs, manifest, compression, oci_media_types=oci_types)
-            by_manifest[manifest.digest] = (image, [])
+        by_manifest.setdefault(manifest.digest, (manifest, []))
         tag = _tag_of(name, tags)
         if tag is not None and tag not in by_manifest[manifest.digest][1]:
             by_manifest[manifest.digest][1].append(tag)
-    images = [(image, tuple(tags)) for image, tags in by_manifest.values()]
-    with destination.open_file(dest, stdout=stdout) as out:
+    with destination.open_file(dest, stdout=stdout) as out, ArchiveWriter(out, blobs) as archive:
+        images: list[tuple[PreparedImage, tuple[str, ...]]] = [
+            (
+                prepare_image(
+                    store, blobs, manifest, compression, oci_media_types=oci_types, archive=archive
+                ),
+                tuple(image_tags),
+            )
+            for manifest, image_tags in by_manifest.values()
+        ]
         if format == "docker":
-            write_docker_archive(out, blobs, images)
+            finish_docker_archive(archive, images)
         else:
-            write_oci_archive(out, blobs, images)
+            finish_oci_archive(archive, images)
 
 
 def _tag_of(name: str, tags: frozenset[str]) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from builder.errors import ExpansionError, ParseError, SourceLocation
+from builder.errors import BadFlag, ExpansionError, ParseError, SourceLocation
 from builder.frontend import gotext
 from builder.frontend.commands import Add, Copy, SourceContent
 from builder.frontend.flags import FlagKind, FlagSpec, parse_flags
@@ -21,6 +21,7 @@ from builder.frontend.syntax import Node
 
 __all__ = [
     "HeredocWord",
+    "check_link_chown",
     "chomp_heredoc",
     "parse_add",
     "parse_copy",
@@ -104,6 +105,26 @@ def parse_add(node: Node, location: SourceLocation) -> Add:
         unpack=flags.is_true("unpack") if flags.is_used("unpack") else None,
         excludes=flags.values("exclude"),
     )
+
+
+def check_link_chown(instruction: Copy | Add) -> None:
+    """Refuse ``--link --chown=NAME`` (after expansion), as BuildKit's frontend does.
+
+    A --link copy is made on an empty root (BuildKit: on scratch, merged on
+    top), where no /etc/passwd or /etc/group can turn a name into an id;
+    numbers and ``root`` need no lookup.  BuildKit uses --link only without
+    --chmod, so with --chmod names stay allowed.
+    """
+    if not instruction.link or instruction.chmod or not instruction.chown:
+        return
+    for part in instruction.chown.split(":", 1):
+        if part != "root" and not (part.isascii() and part.isdigit()):
+            raise BadFlag(
+                f"{instruction.keyword} --link --chown={instruction.chown}: user and group names"
+                " cannot be resolved with --link (the copy does not see the stage's /etc/passwd"
+                " and /etc/group); use numeric ids",
+                location=instruction.location,
+            )
 
 
 def parse_sources_and_destination(

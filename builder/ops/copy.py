@@ -22,6 +22,15 @@ BuildKit's Dockerfile frontend and its copy backend (tonistiigi/fsutil):
   become the view's (0:0 for the context) unless ``--chown``; ``--chmod``
   (octal, or chmod(1)'s symbolic form) replaces modes.  Hard links between
   copied files stay hard links; nothing shares an inode with the source.
+  The caller turns ``--chown`` into ids (builder/ops/chown.py: BuildKit's
+  COPY rules, not USER's).  An extracted archive (ADD) takes ``--chown`` but
+  not ``--chmod``, as BuildKit's unpack does.
+* Here-documents become files of mode 0644 owned 0:0 before ``--chmod`` and
+  ``--chown``; ``--exclude`` filters every walk (and what wildcards match);
+  ``--parents`` keeps the path after an optional ``/./`` pivot.  What the
+  filtered walks read is hashed for the cache key by copy_digest.py, which
+  must stay in step with this module.
+* ``--link`` needs nothing here: the executor hands an empty root.
 
 One deliberate difference: several sources into a destination that neither
 ends in ``/`` nor is a directory is an error, as the Dockerfile reference
@@ -239,20 +248,25 @@ def _destination(destination: str, workdir: str) -> tuple[str, bool]:
 def _copy_sources(
     copier: _Copier, request: CopyRequest, destination: str, dest_is_dir: bool
 ) -> None:
-    items: list[str] = []
-    for source in request.sources:
+    items: list[tuple[int, str]] = []
+    for index, source in enumerate(request.sources):
         for path, matched in expand_source(copier.source, source):
             # --exclude also filters what a wildcard matched (``COPY --exclude=*.txt hom* /d/``).
             if matched and copier.excludes is not None and copier.excludes.matches(matched):
                 continue
-            items.append(path)
+            items.append((index, path))
     many = len(items) + len(request.inline_files) > 1
     if many and not dest_is_dir and not copier.is_directory(destination):
         raise CopyError(
             f"When using {request.keyword} with more than one source file,"
             " the destination must be a directory and end with a /"
         )
-    for path in items:
+    for position, (index, path) in enumerate(items):
+        if position and index != items[position - 1][0]:
+            # BuildKit copies each source with a copier of its own: hard links
+            # are kept among one source's files (a wildcard's matches too),
+            # never across two sources.
+            copier.inodes.clear()
         if request.unpack and copier.unpack(path, destination):
             continue
         copier.copy_source(path, destination, dest_is_dir)

@@ -21,7 +21,14 @@ from typing import Any, BinaryIO, cast
 
 from builder.errors import BuildError, StepFailed
 from builder.frontend import commands
-from builder.plan.graph import ContextSource, ImageSource, LayerRef, StageSource, Step
+from builder.plan.graph import (
+    ContextSource,
+    ImageSource,
+    LayerRef,
+    NamedContextSource,
+    StageSource,
+    Step,
+)
 from builder.solver import StageState
 from cache.blobs import BlobStore
 
@@ -30,6 +37,9 @@ from cache.blobs import BlobStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from builder.context import BuildContext, SourceView
+    from builder.ops.mounts import MountPreparer
+    from builder.ops.remote import RemoteSources
+    from builder.secrets import SecretSource, SshSource
     from builder.snapshot.store import SnapshotStore
 
 __all__ = ["LayerExecutor"]
@@ -50,8 +60,19 @@ class LayerExecutor:
         context: BuildContext | None,
         log: Callable[[Step, bytes], None],
         source_date_epoch: int | None = None,
+        named_contexts: Mapping[str, BuildContext] | None = None,
+        remote: RemoteSources | None = None,
+        secrets: tuple[SecretSource, ...] = (),
+        ssh: tuple[SshSource, ...] = (),
     ) -> None:
+        # RUN --mount=type=secret|ssh sources (values are read when a step runs).
+        self._secrets = secrets
+        self._ssh = ssh
+        self._mount_preparer: MountPreparer | None = None
         self._blobs = blobs
+        # --build-context directories by name, and ADD's URL and git sources.
+        self._named_contexts = dict(named_contexts or {})
+        self._remote = remote
         self._snapshots = snapshots
         self._context = context
         self._log = log
@@ -80,7 +101,7 @@ class LayerExecutor:
             view = self._context.view()
             stats = view.stats or {}
             wanted: set[str] = set()
-            for source in instruction.sources:
+            for source in step.local_sources:
                 try:
                     matches = expand_source(view, source)
                 except BuildError:
@@ -100,8 +121,12 @@ class LayerExecutor:
         return files
 
     def source_digest(self, step: Step, sources: Mapping[int, StageState]) -> str:
+        if step.kind == "run":  # what its --mount binds read
+            return self._mounts().digest(step, sources)
         instruction = step.instruction
         assert isinstance(instruction, commands.Copy | commands.Add)
+        if step.remotes or isinstance(step.source, NamedContextSource):
+            return self._named_or_remote_digest(step, sources)
         if isinstance(step.source, StageSource):
             return "stage:" + sources[step.source.stage].key
         if isinstance(step.source, ImageSource):
@@ -109,24 +134,95 @@ class LayerExecutor:
         if not instruction.sources:
             return ""
         context = self._require_context(step)
-        overridden = bool(instruction.chmod)
+        # Only an octal --chmod makes the source's mode irrelevant: a symbolic
+        # one (u+x, go=rX) starts from it.
+        overridden = instruction.chmod[:1].isdigit()
+        parents = bool(getattr(instruction, "parents", False))
         with self._context_lock:
+            if instruction.excludes or parents:
+                return "context-filtered:" + self._filtered_digest(
+                    context, instruction.sources, instruction.excludes, parents, overridden
+                )
             return "context:" + context.checksum_sources(
                 list(instruction.sources), mode_overridden=overridden
             )
+
+    @staticmethod
+    def _filtered_digest(
+        context: BuildContext,
+        sources: tuple[str, ...],
+        excludes: tuple[str, ...],
+        parents: bool,
+        mode_overridden: bool,
+    ) -> str:
+        """COPY --exclude/--parents: only what the copy takes enters the key."""
+        from builder.ops.copy_digest import checksum_filtered_sources
+
+        digest = checksum_filtered_sources(
+            context.view(), sources, excludes=excludes, parents=parents,
+            include_mode=not mode_overridden, file_checksum=context.checksum_file,
+        )
+        if context.stat_cache is not None:
+            context.stat_cache.save()
+        return digest
+
+    def _named_or_remote_digest(self, step: Step, sources: Mapping[int, StageState]) -> str:
+        """The digest of a COPY from a --build-context directory, or of an ADD with URL or
+        git sources: its local sources as any copy's, then each remote source's."""
+        instruction = step.instruction
+        assert isinstance(instruction, commands.Copy | commands.Add)
+        local = step.local_sources
+        parts = []
+        if isinstance(step.source, StageSource):
+            parts.append("stage:" + sources[step.source.stage].key)
+        elif isinstance(step.source, ImageSource):
+            parts.append("image:" + step.source.image.manifest_digest)
+        elif local:
+            context = (self._named_context(step) if isinstance(step.source, NamedContextSource)
+                       else self._require_context(step))
+            overridden = instruction.chmod[:1].isdigit()
+            parents = bool(getattr(instruction, "parents", False))
+            with self._context_lock:
+                # --parents keeps paths a plain prefix checksum would not see.
+                if instruction.excludes or parents:
+                    parts.append("context-filtered:" + self._filtered_digest(
+                        context, local, instruction.excludes, parents, overridden))
+                else:
+                    parts.append("context:" + context.checksum_sources(
+                        list(local), mode_overridden=overridden))
+        if step.remotes:
+            parts.append("remote:" + self._require_remote(step).digest(step))
+        return "\0".join(parts)
+
+    def _named_context(self, step: Step) -> BuildContext:
+        assert isinstance(step.source, NamedContextSource)
+        context = self._named_contexts.get(step.source.name)
+        if context is None:
+            raise StepFailed(f"no build context named {step.source.name!r}",
+                             location=step.location)
+        return context
+
+    def _require_remote(self, step: Step) -> RemoteSources:
+        if self._remote is None:
+            raise StepFailed("this build cannot fetch URL or git sources",
+                             location=step.location)
+        return self._remote
 
     def execute(
         self, step: Step, parent: StageState, sources: Mapping[int, StageState]
     ) -> LayerRef | None:
         from builder.ops import run as run_op
 
-        lower = self._lower_keys(parent.layers)
+        # COPY --link works on an empty root: its layer must not depend on the parent.
+        lower = [] if step.linked else self._lower_keys(parent.layers)
         with self._snapshots.prepare(lower, keep_upper_on_error=step.kind == "run") as active:
             rootfs = active.rootfs
             if step.kind == "run":
-                run_op.run_step(
-                    step, rootfs, lambda data: self._log(step, data), cancel=self.cancelled
-                )
+                with self._mounts().prepare(step, sources, dict(step.run_env)) as prepared:
+                    run_op.run_step(
+                        step, rootfs, lambda data: self._log(step, data), cancel=self.cancelled,
+                        prepared=prepared,
+                    )
             elif step.kind == "copy":
                 with self._source_view(step, sources) as view:
                     self._copy(step, rootfs, view)
@@ -136,6 +232,39 @@ class LayerExecutor:
             return self._commit(active.upper)
 
     # -- pieces ---------------------------------------------------------------------
+
+    def _mounts(self) -> MountPreparer:
+        """RUN --mount's helper, made on first use (a build without mounts never pays)."""
+        if self._mount_preparer is None:
+            from builder.ops.mounts import MountPreparer
+
+            self._mount_preparer = MountPreparer(
+                root=self._snapshots.root,
+                context_for=self._mount_context,
+                context_lock=self._context_lock,
+                open_layers=self._open_layers,
+                secrets=self._secrets,
+                ssh=self._ssh,
+                cancelled=self.cancelled,
+            )
+        return self._mount_preparer
+
+    def _mount_context(
+        self, source: ContextSource | NamedContextSource, step: Step
+    ) -> BuildContext:
+        if isinstance(source, NamedContextSource):
+            context = self._named_contexts.get(source.name)
+            if context is None:
+                raise StepFailed(f"no build context named {source.name!r}",
+                                 location=step.location)
+            return context
+        return self._require_context(step)
+
+    @contextlib.contextmanager
+    def _open_layers(self, layers: tuple[LayerRef, ...]) -> Iterator[Path]:
+        """A stage's or an image's root for the block, on a throw-away overlay."""
+        with self._snapshots.prepare(self._lower_keys(layers)) as source:
+            yield source.rootfs
 
     def _lower_keys(self, layers: tuple[LayerRef, ...]) -> list[str]:
         """Snapshot keys for an overlay over layers, top first, each once.
@@ -186,11 +315,16 @@ class LayerExecutor:
         if isinstance(step.source, ContextSource):
             instruction = step.instruction
             assert isinstance(instruction, commands.Copy | commands.Add)
-            if not instruction.sources:
+            if not step.local_sources:
                 yield None
                 return
             with self._context_lock:
                 view = self._require_context(step).view()
+            yield view
+            return
+        if isinstance(step.source, NamedContextSource):
+            with self._context_lock:
+                view = self._named_context(step).view()
             yield view
             return
         if isinstance(step.source, StageSource):
@@ -204,8 +338,8 @@ class LayerExecutor:
 
     def _copy(self, step: Step, rootfs: Path, view: SourceView | None) -> None:
         from builder.context import SourceView
+        from builder.ops.chown import resolve_chown
         from builder.ops.copy import CopyRequest, InlineFile, copy_into
-        from builder.sandbox.users import resolve_user
 
         instruction = step.instruction
         assert isinstance(instruction, commands.Copy | commands.Add)
@@ -227,12 +361,20 @@ class LayerExecutor:
         )
 
         def resolve_owner(spec: str) -> tuple[int, int]:
-            user = resolve_user(rootfs, spec)
-            return user.uid, user.gid
+            # COPY's own rules (not USER's); a --link copy has no passwd to read.
+            return resolve_chown(None if step.linked else rootfs, spec)
 
         source = view if view is not None else SourceView(rootfs)
         try:
-            copy_into(rootfs, source, request, resolve_owner=resolve_owner)
+            if step.remotes:
+                from builder.ops.remote import copy_with_remotes
+
+                copy_with_remotes(rootfs, source, request, step, self._require_remote(step),
+                                  resolve_owner=resolve_owner)
+            else:
+                copy_into(rootfs, source, request, resolve_owner=resolve_owner)
+        except StepFailed:
+            raise
         except BuildError as err:
             raise StepFailed(str(err), location=step.location) from err
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from builder.errors import SourceLocation
 from builder.frontend import commands
+from builder.plan.mounts import RunMount
 from builder.plan.settings import ImageSettings
+from builder.sources.urls import RemoteRef
 
 __all__ = [
     "BaseImage",
@@ -20,6 +22,8 @@ __all__ = [
     "HistoryRecord",
     "ImageSource",
     "LayerRef",
+    "NamedContextSource",
+    "PlannedMount",
     "ScratchBase",
     "Stage",
     "StageSource",
@@ -75,10 +79,31 @@ class StageSource:
 
 
 @dataclass(frozen=True, slots=True)
+class NamedContextSource:
+    """COPY --from=<name>, FROM <name>: a ``--build-context name=DIR`` directory.
+
+    ``name`` is the context's normalised name (the key the executor finds its
+    directory by); ``path`` is the directory, for messages.
+    """
+
+    name: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImageSource:
     """COPY --from=<image>: an image's root file system."""
 
     image: BaseImage
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMount:
+    """A RUN --mount and what it reads: the context, a stage, an image, or None
+    (tmpfs, secret, ssh, and a cache without ``from``)."""
+
+    spec: RunMount
+    source: ContextSource | StageSource | ImageSource | NamedContextSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +128,11 @@ class Step:
     run_env: tuple[tuple[str, str], ...]
     key_args: tuple[tuple[str, str], ...]
     created_by: str
-    source: ContextSource | StageSource | ImageSource | None = None
+    source: ContextSource | StageSource | ImageSource | NamedContextSource | None = None
+    # ADD's URL and git sources, by position in the instruction's sources.
+    remotes: tuple[RemoteRef, ...] = ()
+    # RUN --mount, in the order written.
+    mounts: tuple[PlannedMount, ...] = ()
 
     @property
     def location(self) -> SourceLocation:
@@ -112,6 +141,27 @@ class Step:
     @property
     def makes_layer(self) -> bool:
         return self.kind != "config"
+
+    @property
+    def local_sources(self) -> tuple[str, ...]:
+        """A COPY/ADD's sources read from its context, stage or image (not the remote ones)."""
+        sources: tuple[str, ...] = getattr(self.instruction, "sources", ())
+        if not self.remotes:
+            return sources
+        remote = {ref.index for ref in self.remotes}
+        return tuple(source for index, source in enumerate(sources) if index not in remote)
+
+    @property
+    def linked(self) -> bool:
+        """COPY/ADD ``--link``: the layer is made on an empty root, so neither its content
+        nor its cache key depends on the parent.  BuildKit ignores --link when --chmod is
+        given (it copies in place then), and so does pybuild."""
+        instruction = self.instruction
+        return (
+            self.kind == "copy"
+            and bool(getattr(instruction, "link", False))
+            and not getattr(instruction, "chmod", "")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +184,9 @@ class Stage:
         for step in self.steps:
             if isinstance(step.source, StageSource):
                 needed.add(step.source.stage)
+            for mount in step.mounts:  # RUN --mount from=<stage>
+                if isinstance(mount.source, StageSource):
+                    needed.add(mount.source.stage)
         return frozenset(needed)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from builder.errors import DockerfileError, UnknownStage, UsageError
 from builder.frontend import commands
+from builder.frontend.copying import check_link_chown
 from builder.frontend.expansion import expand_from, expand_instruction
 from builder.frontend.instructions import parse_instruction
 from builder.frontend.parser import parse_dockerfile
@@ -23,6 +24,8 @@ from builder.plan.graph import (
     ContextSource,
     Graph,
     ImageSource,
+    NamedContextSource,
+    PlannedMount,
     ScratchBase,
     Stage,
     StageSource,
@@ -33,6 +36,7 @@ from builder.plan.settings import (
     ImageSettings,
     apply_config_instruction,
 )
+from builder.sources.urls import RemoteRef, remote_sources
 
 __all__ = ["PROXY_ARGS", "PlanRequest", "plan_build", "platform_args"]
 
@@ -46,6 +50,9 @@ PROXY_ARGS = frozenset(
 
 # (reference, the instruction naming it) → the image, from the local store.
 ImageResolver = Callable[[str, commands.Instruction], BaseImage]
+# (a name FROM or --from uses, the instruction) → the --build-context of that name:
+# an image, a directory, or None when no context has that name.
+ContextResolver = Callable[[str, commands.Instruction], BaseImage | NamedContextSource | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +120,14 @@ def plan_build(
     source: bytes | SyntaxTree,
     request: PlanRequest,
     resolve_image: ImageResolver,
+    *,
+    resolve_context: ContextResolver | None = None,
 ) -> Graph:
-    """Plan a build; raises DockerfileError at the offending line, UsageError for flags."""
+    """Plan a build; raises DockerfileError at the offending line, UsageError for flags.
+
+    ``resolve_context`` answers for ``--build-context`` names: a named context
+    replaces a stage of its name, and is used before an image of its name.
+    """
     tree = source if isinstance(source, SyntaxTree) else parse_dockerfile(
         source, filename=request.filename
     )
@@ -154,6 +167,7 @@ def plan_build(
     planner = _Planner(
         escape=escape, build_args=build_args, global_values=global_values,
         automatic=automatic, resolve_image=resolve_image,
+        resolve_context=resolve_context,
     )
     for group in groups:
         planner.plan_stage(group)
@@ -175,8 +189,10 @@ class _Planner:
         global_values: dict[str, str],
         automatic: dict[str, str],
         resolve_image: ImageResolver,
+        resolve_context: ContextResolver | None = None,
     ) -> None:
         self.escape = escape
+        self.resolve_context = resolve_context
         self.build_args = build_args
         self.global_values = global_values
         self.automatic = automatic
@@ -200,20 +216,36 @@ class _Planner:
             _as_from(group[0]), self.global_values, escape=self.escape
         )
         base: BaseImage | ScratchBase | StageSource
+        stage_name = from_instruction.stage_name
+        override = self._named_context(stage_name, from_instruction) if stage_name else None
+        if override is not None:
+            # BuildKit: a named context of a stage's name replaces the whole stage.
+            self._plan_context_stage(from_instruction, override)
+            return
         stage_index = self._stage_by_name(from_instruction.base_name)
+        context = None
+        if stage_index is None and from_instruction.base_name.lower() != "scratch":
+            context = self._named_context(from_instruction.base_name, from_instruction)
+        if isinstance(context, NamedContextSource):
+            self._plan_context_stage(from_instruction, context)
+            return
         if stage_index is not None and from_instruction.base_name.lower() != "scratch":
             base = StageSource(stage_index)
             settings = replace(self.stages[stage_index].final, cmd_set=False)
         elif from_instruction.base_name.lower() == "scratch":
             base = ScratchBase()
-            settings = ImageSettings(env=(("PATH", DEFAULT_PATH),))
+            # BuildKit's emptyImage: the default PATH and WorkingDir "/".
+            settings = ImageSettings(env=(("PATH", DEFAULT_PATH),), workdir="/")
         else:
-            base = self.resolve_image(from_instruction.base_name, from_instruction)
+            base = context or self.resolve_image(from_instruction.base_name, from_instruction)
             settings = replace(base.settings, cmd_set=False)
         scope = _ArgScope(self.build_args, self.global_values)
         body = list(group[1:])
-        if isinstance(base, BaseImage) and base.settings.onbuild:
-            body = self._onbuild_triggers(base, from_instruction) + body
+        if settings.onbuild:
+            # An earlier stage's triggers run too, as if it had been built
+            # into an image first (BuildKit v0.17.1+, buildah); either way
+            # they are cleared from the new stage.
+            body = self._onbuild_triggers(settings.onbuild, from_instruction) + body
             settings = replace(settings, onbuild=())
         initial = settings
         steps: list[Step] = []
@@ -233,11 +265,45 @@ class _Planner:
             )
         )
 
+    def _named_context(
+        self, name: str, instruction: commands.Instruction
+    ) -> BaseImage | NamedContextSource | None:
+        if self.resolve_context is None or not name:
+            return None
+        return self.resolve_context(name, instruction)
+
+    def _plan_context_stage(
+        self, from_instruction: commands.From, context: BaseImage | NamedContextSource
+    ) -> None:
+        """A stage that is a named context: an image as it is, or a directory's files
+        copied onto scratch (one step, keyed by the directory's content)."""
+        index = len(self.stages)
+        if isinstance(context, BaseImage):
+            initial = replace(context.settings, cmd_set=False)
+            self.stages.append(Stage(index=index, name=from_instruction.stage_name, base=context,
+                                     from_instruction=from_instruction, steps=(),
+                                     initial=initial))
+            return
+        settings = ImageSettings(env=(("PATH", DEFAULT_PATH),))
+        copy = commands.Copy(
+            original=from_instruction.original, location=from_instruction.location,
+            sources=("/",), source_contents=(), destination="/", from_stage=context.name,
+            chown="", chmod="", link=False, parents=False, excludes=(),
+        )
+        step = Step(
+            id=self._new_step_id(), stage=index, number=1, count=1, kind="copy",
+            instruction=copy, before=settings, after=settings, run_env=(), key_args=(),
+            created_by=f"COPY --from={context.name} / / # buildkit", source=context,
+        )
+        self.stages.append(Stage(index=index, name=from_instruction.stage_name,
+                                 base=ScratchBase(), from_instruction=from_instruction,
+                                 steps=(step,), initial=settings))
+
     def _onbuild_triggers(
-        self, base: BaseImage, from_instruction: commands.From
+        self, expressions: tuple[str, ...], from_instruction: commands.From
     ) -> list[commands.Instruction]:
         triggers: list[commands.Instruction] = []
-        for expression in base.settings.onbuild:
+        for expression in expressions:
             tree = parse_dockerfile(expression.encode("utf-8", "surrogateescape"))
             for node in tree.nodes:
                 trigger = parse_instruction(node, filename="ONBUILD", lines=tree.lines)
@@ -273,12 +339,17 @@ class _Planner:
             expanded = expand_instruction(instruction, env, escape=self.escape)
         after = apply_config_instruction(settings, expanded)
         kind = "config"
-        source: ContextSource | StageSource | ImageSource | None = None
+        source: ContextSource | StageSource | ImageSource | NamedContextSource | None = None
+        remotes: tuple[RemoteRef, ...] = ()
+        mounts: tuple[PlannedMount, ...] = ()
         if isinstance(expanded, commands.Run):
             kind = "run"
+            mounts = self._run_mounts(expanded, env, settings)
         elif isinstance(expanded, commands.Copy | commands.Add):
             kind = "copy"
+            remotes = remote_sources(expanded)
             source = self._copy_source(expanded)
+            check_link_chown(expanded)  # --link cannot look names up: fail before any work
         elif isinstance(expanded, commands.Workdir):
             kind = "mkdir"
         run_env = self._run_env(settings, scope.values)
@@ -298,8 +369,35 @@ class _Planner:
             key_args=key_args if kind == "run" else (),
             created_by=_created_by(expanded, settings, scope.values),
             source=source,
+            remotes=remotes,
+            mounts=mounts,
         )
         return step, after
+
+    def _run_mounts(
+        self, instruction: commands.Run, env: Mapping[str, str], settings: ImageSettings
+    ) -> tuple[PlannedMount, ...]:
+        """RUN --mount: fields expanded with the step's ARGs and ENV; ``from`` resolved."""
+        if not instruction.mounts:
+            return ()
+        from builder.frontend.shell import ShellLexer
+        from builder.plan.mounts import plan_mounts
+
+        lexer = ShellLexer(escape=self.escape)
+        try:
+            specs = plan_mounts(instruction.mounts, lambda word: lexer.process_word(word, env),
+                                settings.effective_workdir())
+        except DockerfileError as err:
+            raise err.with_location(instruction.location) from None
+        planned: list[PlannedMount] = []
+        for spec in specs:
+            source: ContextSource | StageSource | ImageSource | NamedContextSource | None = None
+            if spec.from_name and spec.type in ("bind", "cache"):
+                source = self.source_by_name(spec.from_name, instruction)
+            elif spec.type == "bind":
+                source = ContextSource()
+            planned.append(PlannedMount(spec, source))
+        return tuple(planned)
 
     def _new_step_id(self) -> int:
         self.next_step += 1
@@ -318,10 +416,17 @@ class _Planner:
 
     def _copy_source(
         self, instruction: commands.Copy | commands.Add
-    ) -> ContextSource | StageSource | ImageSource:
+    ) -> ContextSource | StageSource | ImageSource | NamedContextSource:
         name = instruction.from_stage if isinstance(instruction, commands.Copy) else ""
         if not name:
             return ContextSource()
+        return self.source_by_name(name, instruction)
+
+    def source_by_name(
+        self, name: str, instruction: commands.Instruction
+    ) -> StageSource | ImageSource | NamedContextSource:
+        """What ``--from=name`` reads (COPY, RUN --mount): a stage planned so far, else a
+        ``--build-context`` of that name (a directory or an image), else an image."""
         stage = self._stage_by_name(name)
         if stage is not None:
             return StageSource(stage)
@@ -330,7 +435,10 @@ class _Planner:
                 f"invalid from flag value {name}: stage index out of range",
                 location=instruction.location,
             )
-        return ImageSource(self.resolve_image(name, instruction))
+        context = self._named_context(name, instruction)
+        if isinstance(context, NamedContextSource):
+            return context
+        return ImageSource(context or self.resolve_image(name, instruction))
 
     # -- target --------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, replace
 
+from builder.errors import InvalidPort
 from builder.frontend import commands
+from builder.plan.ports import exposed_ports
 
 __all__ = [
     "DEFAULT_PATH",
@@ -133,8 +135,12 @@ def apply_config_instruction(
                 cmd=settings.cmd if settings.cmd_set else None,
             )
         case commands.Expose(ports=ports):
+            try:
+                added = exposed_ports(ports)
+            except InvalidPort as err:
+                raise err.with_location(instruction.location) from None
             exposed = list(settings.exposed_ports)
-            exposed.extend(port for port in ports if port not in exposed)
+            exposed.extend(port for port in added if port not in exposed)
             return replace(settings, exposed_ports=tuple(exposed))
         case commands.Volume(volumes=volumes):
             known = list(settings.volumes)

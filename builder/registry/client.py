@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 from builder.errors import RegistryError
 from builder.image import oci
@@ -121,12 +121,27 @@ class RepositoryClient:
                 return None
             return self._location(response, action)
 
-    def send_chunk(self, upload_url: str, data: bytes, offset: int, *, action: str) -> str:
-        """PATCH one chunk at ``offset``; returns the URL to continue the upload at."""
+    def send_chunk(
+        self,
+        upload_url: str,
+        data: bytes | BinaryIO,
+        offset: int,
+        *,
+        action: str,
+        size: int | None = None,
+    ) -> str:
+        """PATCH one chunk at ``offset``; returns the URL to continue the upload at.
+
+        ``data`` is the chunk's bytes, or a stream of ``size`` bytes (read as it is sent,
+        so a large chunk never sits in memory whole).
+        """
+        length = len(data) if isinstance(data, bytes) else size
+        if length is None:
+            raise TypeError("send_chunk: a stream needs its size")
         headers = {
             "Content-Type": "application/octet-stream",
-            "Content-Length": str(len(data)),
-            "Content-Range": f"{offset}-{offset + len(data) - 1}",
+            "Content-Length": str(length),
+            "Content-Range": f"{offset}-{offset + length - 1}",
         }
         with self.request(
             "PATCH", upload_url, action=action, headers=headers, body=data, ok=(202,), what="upload"

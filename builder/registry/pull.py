@@ -6,14 +6,16 @@ against the manifest's digest, the uncompressed ones against the config's
 diff_id, and the blob only lands when both match. The config and the
 manifest land last, so a failed pull leaves no image, only verified layers.
 Layers already in the store (by diff_id) and a config already stored are
-never fetched again.
+never fetched again. Memory stays flat: the body is read in 1 MiB pieces and
+each is decompressed in bounded pieces too (a MiB of gzip'd zeros is a GiB
+of output). ``progress`` shows each layer's download.
 """
 
 from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -25,11 +27,13 @@ from builder.image.config import ImageConfig
 from builder.image.store import ImageStore
 from builder.registry.client import RegistryOptions, RepositoryClient, open_repository
 from builder.registry.reference import RemoteReference, parse_remote
+from builder.transfer_progress import TransferProgress
 from cache.blobs import BlobStore
 
 __all__ = ["pull", "select_platform"]
 
 _CHUNK = 1 << 20
+_OUTPUT = 4 << 20  # the most a decoder hands over at once
 _PARALLEL_LAYERS = 3
 
 
@@ -40,6 +44,7 @@ def pull(
     *,
     platform: oci.Platform | None = None,
     options: RegistryOptions | None = None,
+    progress: TransferProgress | None = None,
 ) -> oci.Descriptor:
     """Pull ``reference`` (``platform`` from an index; this machine's by default), store it
     and tag it with its familiar name; returns the local manifest's descriptor.
@@ -47,6 +52,7 @@ def pull(
     The local manifest is pybuild's OCI manifest over uncompressed layers, so its digest
     differs from the registry's; the config is kept byte for byte (same image id). A
     reference by digest is checked against the registry's manifest and left untagged.
+    ``progress`` is told of each layer (transfer_progress.py; quiet if None).
     """
     remote = parse_remote(reference) if isinstance(reference, str) else reference
     if blobs.root.resolve() != store.root.resolve():
@@ -64,9 +70,12 @@ def pull(
             f"{action}: {len(manifest.layers)} layers for {len(config.diff_ids)} diff_ids"
         )
     pairs = list(zip(manifest.layers, config.diff_ids, strict=True))
+    view = progress if progress is not None else TransferProgress()
     with ThreadPoolExecutor(max_workers=_PARALLEL_LAYERS, thread_name_prefix="pull") as pool:
         layers = list(
-            pool.map(lambda pair: _fetch_layer(client, pair[0], pair[1], blobs, action), pairs)
+            pool.map(
+                lambda pair: _fetch_layer(client, pair[0], pair[1], blobs, action, view), pairs
+            )
         )
     config_ref = blobs.put_bytes(config_data)
     local = store.put_manifest(
@@ -141,10 +150,26 @@ def _fetch_layer(
     diff_id: str,
     blobs: BlobStore,
     action: str,
+    progress: TransferProgress,
 ) -> oci.Descriptor:
     """Stream one layer into the store uncompressed; returns its local descriptor."""
     if blobs.has(diff_id):
+        progress.skipped("pull", layer.digest, layer.size, "already present")
         return oci.Descriptor(oci.OCI_LAYER, diff_id, blobs.size(diff_id))
+    with progress.begin("pull", layer.digest, layer.size) as transfer:
+        local = _download_layer(client, layer, diff_id, blobs, action, transfer.advance)
+        transfer.finish()
+    return local
+
+
+def _download_layer(
+    client: RepositoryClient,
+    layer: oci.Descriptor,
+    diff_id: str,
+    blobs: BlobStore,
+    action: str,
+    moved: Callable[[int], None],
+) -> oci.Descriptor:
     packed_hash = hashlib.sha256()
     packed_size = 0
     decoder: _Decoder | None = None
@@ -154,6 +179,7 @@ def _fetch_layer(
         while chunk := response.read(_CHUNK):
             packed_hash.update(chunk)
             packed_size += len(chunk)
+            moved(len(chunk))
             if packed_size > layer.size:
                 raise RegistryError(f"{action}: {what} is larger than {layer.size} bytes")
             if decoder is None:
@@ -162,7 +188,8 @@ def _fetch_layer(
                 # A stream that will not decompress is most often one that was damaged on
                 # the way: keep hashing, so the digest check below can say so.
                 try:
-                    writer.write(decoder.decompress(chunk))
+                    for piece in decoder.decompress(chunk):
+                        writer.write(piece)
                 except _DECOMPRESSION_ERRORS as err:
                     broken = err
         if "sha256:" + packed_hash.hexdigest() != layer.digest or packed_size != layer.size:
@@ -193,14 +220,16 @@ def _check_digest(data: bytes, digest: str, action: str, what: str) -> None:
 
 
 class _Decoder(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
+    def decompress(self, data: bytes) -> Iterator[bytes]:
+        """The output for ``data``, in pieces of at most _OUTPUT bytes."""
+        ...
 
     def flush(self) -> bytes: ...
 
 
 class _Identity:
-    def decompress(self, data: bytes) -> bytes:
-        return data
+    def decompress(self, data: bytes) -> Iterator[bytes]:
+        yield data
 
     def flush(self) -> bytes:
         return b""
@@ -212,13 +241,18 @@ class _Gzip:
     def __init__(self) -> None:
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
-    def decompress(self, data: bytes) -> bytes:
-        out = [self._inflate.decompress(data)]
-        while self._inflate.eof and self._inflate.unused_data:
-            rest = self._inflate.unused_data
-            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out.append(self._inflate.decompress(rest))
-        return b"".join(out)
+    def decompress(self, data: bytes) -> Iterator[bytes]:
+        pending = data
+        while pending:
+            if self._inflate.eof:  # a member ended: what follows is the next one
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            yield self._inflate.decompress(pending, _OUTPUT)
+            # At a member's end zlib moves all input left over to unused_data;
+            # before it, input held back by the output limit waits in unconsumed_tail.
+            if self._inflate.eof:
+                pending = self._inflate.unused_data
+            else:
+                pending = self._inflate.unconsumed_tail
 
     def flush(self) -> bytes:
         tail = self._inflate.flush()
@@ -231,8 +265,11 @@ class _Zstd:
     def __init__(self) -> None:
         self._decompressor = pyzstd.EndlessZstdDecompressor()
 
-    def decompress(self, data: bytes) -> bytes:
-        return self._decompressor.decompress(data)
+    def decompress(self, data: bytes) -> Iterator[bytes]:
+        yield self._decompressor.decompress(data, _OUTPUT)
+        # needs_input is False while output is held back for want of room.
+        while not self._decompressor.needs_input:
+            yield self._decompressor.decompress(b"", _OUTPUT)
 
     def flush(self) -> bytes:
         if not self._decompressor.at_frame_edge:

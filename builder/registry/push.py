@@ -1,23 +1,23 @@
 """`pybuild push`: an image from the local store to a registry, layers gzip-compressed.
 
 The store keeps layers uncompressed; registries and their clients expect
-gzip, so each layer is compressed on the way out into a temp file (gzip
-with mtime 0 and no file name, so the same layer compresses to the same
-bytes while zlib does not change). What a diff_id compressed to is
-remembered in ROOT/registry-layers.json: a layer the registry already holds
-under that digest is skipped by one HEAD, without compressing it again.
-The config goes byte for byte (the image id is kept), then the manifest
-and the tag, last, so a failed push never leaves a tag over missing blobs.
+gzip, so each layer is compressed on the way out as an export compresses
+it (builder/export/compression.py: parallel gzip whose bytes do not depend
+on the thread count, kept in the store and shared with `-o type=oci`
+exports). What a diff_id compressed to is also remembered in
+ROOT/registry-layers.json: a layer the registry already holds under that
+digest is skipped by one HEAD, without compressing it again. Blobs are
+streamed from their files, a chunk of a chunked upload included, so memory
+does not grow with layer size. The config goes byte for byte (the image id
+is kept), then the manifest and the tag, last, so a failed push never
+leaves a tag over missing blobs. ``progress`` shows each layer's upload.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import hashlib
 import json
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +28,13 @@ from builder.image import oci
 from builder.image.store import ImageStore
 from builder.registry.client import RegistryOptions, RepositoryClient, open_repository
 from builder.registry.reference import RemoteReference, parse_remote
+from builder.transfer_progress import TransferProgress
 from cache import files
 from cache.blobs import BlobStore
 
-__all__ = ["CHUNK_SIZE", "push"]
+__all__ = ["CHUNK_SIZE", "push", "push_layer", "upload_blob"]
 
 CHUNK_SIZE = 32 << 20  # blobs above this go up in PATCH chunks of this size
-_COPY = 1 << 20
 _PARALLEL_LAYERS = 3
 _GZIP_LEVEL = 6
 _COMPRESSED_CACHE = "registry-layers.json"
@@ -49,6 +49,7 @@ class _Upload:
     action: str
     chunk_size: int
     mount_from: tuple[str, ...]
+    progress: TransferProgress
 
 
 def push(
@@ -60,12 +61,14 @@ def push(
     options: RegistryOptions | None = None,
     chunk_size: int = CHUNK_SIZE,
     mount_from: Sequence[str] = (),
+    progress: TransferProgress | None = None,
 ) -> oci.Descriptor:
     """Push the local image ``name`` to ``reference`` (``name`` itself by default); returns the
     descriptor of the manifest as the registry now holds it.
 
     Blobs the registry has are skipped (HEAD). ``mount_from`` names other repositories of the
-    same registry to try a cross-repository mount from before uploading.
+    same registry to try a cross-repository mount from before uploading. ``progress`` is
+    told of each layer (transfer_progress.py; quiet if None).
     """
     remote = (
         parse_remote(reference or name) if not isinstance(reference, RemoteReference) else reference
@@ -80,6 +83,7 @@ def push(
         action=action,
         chunk_size=chunk_size,
         mount_from=tuple(mount_from),
+        progress=progress if progress is not None else TransferProgress(),
     )
     cache = _CompressedLayers(blobs.root / _COMPRESSED_CACHE)
     with ThreadPoolExecutor(max_workers=_PARALLEL_LAYERS, thread_name_prefix="push") as pool:
@@ -88,7 +92,7 @@ def push(
         )
     config = manifest.config
     with blobs.open(config.digest) as stream:
-        _upload_blob(upload, config.digest, config.size, stream)
+        _upload_blob(upload, config.digest, config.size, stream, show=False)
     pushed = oci.Manifest(
         config=oci.Descriptor(config.media_type, config.digest, config.size),
         layers=tuple(layers),
@@ -97,6 +101,47 @@ def push(
     data = oci.canonical_json(pushed.to_json())
     upload.client.put_manifest(remote.tag, data, oci.OCI_MANIFEST, action=action)
     return oci.Descriptor(oci.OCI_MANIFEST, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+
+
+def push_layer(
+    client: RepositoryClient,
+    blobs: BlobStore,
+    layer: oci.Descriptor,
+    *,
+    action: str,
+    progress: TransferProgress | None = None,
+) -> oci.Descriptor:
+    """Make the registry hold one layer of the store, gzip-compressed as ``push`` sends it
+    (so an image and a cache exported to the same registry share their blobs); returns
+    the descriptor the registry holds it under.  The cache export's entry point."""
+    upload = _Upload(
+        client=client,
+        action=action,
+        chunk_size=CHUNK_SIZE,
+        mount_from=(),
+        progress=progress if progress is not None else TransferProgress(),
+    )
+    return _push_layer(upload, layer, blobs, _CompressedLayers(blobs.root / _COMPRESSED_CACHE))
+
+
+def upload_blob(
+    client: RepositoryClient,
+    digest: str,
+    size: int,
+    stream: BinaryIO,
+    *,
+    action: str,
+    progress: TransferProgress | None = None,
+) -> None:
+    """Make the registry hold ``digest`` (skipped if it has it), read from ``stream``."""
+    upload = _Upload(
+        client=client,
+        action=action,
+        chunk_size=CHUNK_SIZE,
+        mount_from=(),
+        progress=progress if progress is not None else TransferProgress(),
+    )
+    _upload_blob(upload, digest, size, stream, show=progress is not None)
 
 
 def _push_layer(
@@ -109,73 +154,101 @@ def _push_layer(
         return oci.Descriptor(layer.media_type, layer.digest, layer.size)
     known = cache.get(layer.digest)
     if known is not None and upload.client.has_blob(known.digest, action=upload.action):
+        upload.progress.skipped("push", known.digest, known.size, "exists")
         return known
-    with _compressed(blobs, layer.digest) as (stream, digest, size):
-        _upload_blob(upload, digest, size, stream)
-    compressed = oci.Descriptor(oci.OCI_LAYER_GZIP, digest, size)
+    # Imported late: pyzstd and the thread pools are for pushes that compress.
+    from builder.export.compression import convert_layer
+    from builder.export.options import Compression
+
+    compressed = convert_layer(
+        blobs, layer, layer.digest, Compression("gzip", _GZIP_LEVEL), oci_media_types=True
+    )
+    with blobs.open(compressed.digest) as stream:
+        _upload_blob(upload, compressed.digest, compressed.size, stream)
     cache.put(layer.digest, compressed)
     return compressed
 
 
-def _upload_blob(upload: _Upload, digest: str, size: int, stream: BinaryIO) -> None:
-    """Make the registry hold ``digest``: skip it, mount it, or send it whole or in chunks."""
+def _upload_blob(
+    upload: _Upload, digest: str, size: int, stream: BinaryIO, *, show: bool = True
+) -> None:
+    """Make the registry hold ``digest``: skip it, mount it, or send it whole or in chunks.
+
+    ``stream`` is read from its current position; ``show`` tells ``upload.progress``.
+    """
     client, action = upload.client, upload.action
+    progress = upload.progress if show else TransferProgress()
     if client.has_blob(digest, action=action):
+        progress.skipped("push", digest, size, "exists")
         return
     location: str | None = None
     for source in upload.mount_from:
         location = client.start_upload(action=action, mount=digest, mount_from=source)
         if location is None:
-            return  # mounted: the registry linked the blob from ``source``
+            # mounted: the registry linked the blob from ``source``
+            progress.skipped("push", digest, size, f"mounted from {source}")
+            return
         break  # not mountable there; the registry opened a plain upload instead
     if location is None:
         location = client.start_upload(action=action)
     if location is None:
         raise RegistryError(f"{action}: {client.registry} opened no upload for {digest}")
-    if size <= upload.chunk_size:
-        client.finish_upload(location, digest, stream, size, action=action)
-        return
-    offset = 0
-    while chunk := stream.read(upload.chunk_size):
-        location = client.send_chunk(location, chunk, offset, action=action)
-        offset += len(chunk)
-    client.finish_upload(location, digest, b"", 0, action=action)
+    start = stream.tell()
+    with progress.begin("push", digest, size) as transfer:
+        if size <= upload.chunk_size:
+            body = _Window(stream, start, size, transfer.advance)
+            client.finish_upload(location, digest, body, size, action=action)  # type: ignore[arg-type]
+            transfer.finish()
+            return
+        offset = 0
+        while offset < size:
+            length = min(upload.chunk_size, size - offset)
+            chunk = _Window(stream, start + offset, length, transfer.advance)
+            location = client.send_chunk(
+                location, chunk, offset, action=action, size=length  # type: ignore[arg-type]
+            )
+            offset += length
+        client.finish_upload(location, digest, b"", 0, action=action)
+        transfer.finish()
 
 
-@contextlib.contextmanager
-def _compressed(blobs: BlobStore, diff_id: str) -> Iterator[tuple[BinaryIO, str, int]]:
-    """The layer gzip-compressed in a temp file (removed afterwards): stream, digest, size."""
-    with tempfile.TemporaryFile(dir=blobs.staging_dir) as temp:
-        hashing = _HashingWriter(temp)
-        # filename="" and mtime=0: the header must not depend on the temp file or the clock.
-        packer = gzip.GzipFile(
-            filename="", mode="wb", fileobj=hashing, compresslevel=_GZIP_LEVEL, mtime=0
-        )
-        with blobs.open(diff_id, verify=True) as source, packer:
-            while chunk := source.read(_COPY):
-                packer.write(chunk)
-        temp.seek(0)
-        yield temp, hashing.digest(), hashing.size
+class _Window:
+    """``size`` bytes of ``stream`` from ``start``, as a file an HTTP body is read from:
+    streamed as it is sent, rewound by seek when the request is sent again after an auth
+    challenge; every byte read (or rewound) is reported to ``moved``."""
 
+    def __init__(
+        self, stream: BinaryIO, start: int, size: int, moved: Callable[[int], None]
+    ) -> None:
+        self._stream = stream
+        self._start = start
+        self._size = size
+        self._position = 0
+        self._moved = moved
 
-class _HashingWriter:
-    """A write-only file that hashes and counts what passes through to ``inner``."""
+    def read(self, amount: int = -1) -> bytes:
+        left = self._size - self._position
+        if amount < 0 or amount > left:
+            amount = left
+        if amount <= 0:
+            return b""
+        self._stream.seek(self._start + self._position)
+        data = self._stream.read(amount)
+        if not data:
+            raise RegistryError(f"uploading: the blob ended {left} bytes early")
+        self._position += len(data)
+        self._moved(len(data))
+        return data
 
-    def __init__(self, inner: BinaryIO) -> None:
-        self._inner = inner
-        self._hash = hashlib.sha256()
-        self.size = 0
+    def tell(self) -> int:
+        return self._position
 
-    def write(self, data: bytes) -> int:
-        self._hash.update(data)
-        self.size += len(data)
-        return self._inner.write(data)
-
-    def flush(self) -> None:
-        self._inner.flush()
-
-    def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
+    def seek(self, position: int, whence: int = 0) -> int:
+        if whence != 0 or not 0 <= position <= self._size:
+            raise ValueError(f"seek to {position} (whence {whence}) outside the upload window")
+        self._moved(position - self._position)
+        self._position = position
+        return position
 
 
 class _CompressedLayers:

@@ -1,7 +1,7 @@
 """Runs one RUN step in isolation: RunSpec in, exit status out.
 
 Builder side (imported by the run op):
-  spec.py         RunSpec, UserSpec, BindMount, TmpfsMount, ExtraHost
+  spec.py         RunSpec, UserSpec, BindMount, TmpfsMount, ContentMount, ExtraHost
   users.py        USER "name[:group]" -> UserSpec, read from the step's root
   runner.py       run(): starts init, streams output, timeout/cancel, cleanup
   protocol.py     the Sandbox seam and NamespaceSandbox
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from builder.sandbox.spec import (
         DEFAULT_HOSTNAME,
         BindMount,
+        ContentMount,
         ExtraHost,
         Mount,
         Network,
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_HOSTNAME",
     "BindMount",
     "Cancellation",
+    "ContentMount",
     "ExtraHost",
     "Mount",
     "NamespaceSandbox",
@@ -61,6 +63,7 @@ __all__ = [
 _HOMES = {
     "DEFAULT_HOSTNAME": "builder.sandbox.spec",
     "BindMount": "builder.sandbox.spec",
+    "ContentMount": "builder.sandbox.spec",
     "ExtraHost": "builder.sandbox.spec",
     "Mount": "builder.sandbox.spec",
     "Network": "builder.sandbox.spec",

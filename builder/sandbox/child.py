@@ -46,7 +46,9 @@ def _prepare(request: dict[str, Any]) -> None:
     rootfs: str = request["rootfs"]
     mounts.mount_filesystems(rootfs, request)
     pivoted = root.enter(rootfs)
-    mounts.protect_kernel_files()
+    privileged: bool = request.get("privileged", False)
+    if not privileged:  # RUN --security=insecure sees /proc and /sys unmasked
+        mounts.protect_kernel_files()
     syscalls.sethostname(request["hostname"])
     if request["network"] == "none":
         syscalls.interface_up("lo")
@@ -58,7 +60,8 @@ def _prepare(request: dict[str, Any]) -> None:
     os.umask(0o022)
     # chroot fallback: without CAP_SYS_CHROOT a root process cannot chroot
     # its way back out to the host's root (see root.py).
-    credentials.drop(uid=uid, gid=gid, groups=request["groups"], allow_chroot=pivoted)
+    credentials.drop(uid=uid, gid=gid, groups=request["groups"], allow_chroot=pivoted,
+                     privileged=privileged)
     # Changing credentials cleared the parent-death signal; set it again.
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, syscalls.SIGKILL)
 

@@ -7,6 +7,10 @@ leaves them since CVE-2022-24769, so an exec'd program with file
 capabilities gains nothing. A non-root user ends with no capabilities at all
 (setuid clears them), and no_new_privs keeps setuid binaries from giving
 them back.
+
+A privileged step (RUN --security=insecure) keeps every capability the
+builder itself has, as Docker's --privileged does, and no_new_privs stays
+off so setuid programs work as on a host.
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ def capability_mask(capabilities: tuple[int, ...]) -> int:
     return mask
 
 
-def drop(*, uid: int, gid: int, groups: list[int], allow_chroot: bool = True) -> None:
+def drop(*, uid: int, gid: int, groups: list[int], allow_chroot: bool = True,
+         privileged: bool = False) -> None:
     """Become uid:gid with ``groups`` and Docker's capabilities; irreversible."""
     keep = capability_mask(DEFAULT_CAPABILITIES)
+    if privileged:
+        keep = _bounding_set()
     if not allow_chroot:
         keep &= ~(1 << SYS_CHROOT)
     for capability in range(64):
@@ -53,4 +60,19 @@ def drop(*, uid: int, gid: int, groups: list[int], allow_chroot: bool = True) ->
         raise OSError(err.errno, err.strerror, f"become user {uid}:{gid}") from err
     mine = keep if uid == 0 else 0
     sc.capset(effective=mine, permitted=mine, inheritable=0)
-    sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    if not privileged:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _bounding_set() -> int:
+    """Every capability still in this process's bounding set (what the builder may give)."""
+    mask = 0
+    for capability in range(64):
+        try:
+            if sc.prctl_value(sc.PR_CAPBSET_READ, capability):
+                mask |= 1 << capability
+        except OSError as err:
+            if err.errno == errno.EINVAL:  # past the kernel's last capability
+                break
+            raise
+    return mask

@@ -7,7 +7,9 @@ the host. Missing targets are created; the builder removes those stubs later.
 
 Flags follow Docker's defaults: /proc nosuid,nodev,noexec; /dev a small
 tmpfs with the usual character devices; /sys read-only; the root itself and
-every bind mount nodev, so device nodes work only in /dev.
+every bind mount nodev, so device nodes work only in /dev.  A privileged step
+(RUN --security=insecure) gets Docker's --privileged view instead: /sys
+writable and the host's device nodes copied into its /dev.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ _FLAG_BITS = ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID),
 
 def mount_filesystems(rootfs: str, request: dict[str, Any]) -> None:
     """Everything made before the root switch, in mount order."""
+    privileged: bool = request.get("privileged", False)
     # pivot_root needs the new root to be a mount point; binding it onto
     # itself also gives a mount of our own to make nodev.
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC, what="bind the root file system")
@@ -53,17 +56,27 @@ def mount_filesystems(rootfs: str, request: dict[str, Any]) -> None:
     _mount_in(rootfs, "/dev", "tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME,
               "mode=755,size=65536k")
     _populate_dev(rootfs)
-    _mount_in(rootfs, "/sys", "sysfs", "sysfs", nosuid_nodev_noexec | sc.MS_RDONLY)
+    if privileged:
+        _copy_host_devices(rootfs)
+    _mount_in(rootfs, "/sys", "sysfs", "sysfs",
+              nosuid_nodev_noexec | (0 if privileged else sc.MS_RDONLY))
     _bind_content(rootfs, request["resolv_conf"], "/etc/resolv.conf")
     _bind_content(rootfs, request["hosts"], "/etc/hosts")
     # Parents before children, as Docker sorts them; equal depth keeps order.
-    for mount in sorted(request["mounts"], key=lambda m: _depth(m["target"])):
+    ordered = sorted(enumerate(request["mounts"]), key=lambda item: _depth(item[1]["target"]))
+    for index, mount in ordered:
         if mount["type"] == "bind":
-            _bind_in(rootfs, mount["source"], mount["target"], readonly=mount["readonly"])
+            _bind_in(rootfs, mount["source"], mount["target"], readonly=mount["readonly"],
+                     subpath=mount.get("subpath", ""))
+        elif mount["type"] == "content":
+            _bind_content(rootfs, mount["content"], mount["target"],
+                          name=f".pybuild-mount-{index}", mode=mount["mode"], uid=mount["uid"],
+                          gid=mount["gid"], readonly=mount["readonly"])
         else:
             size = mount["size"]
+            readonly = sc.MS_RDONLY if mount.get("readonly") else 0
             _mount_in(rootfs, mount["target"], "tmpfs", "tmpfs",
-                      sc.MS_NOSUID | sc.MS_NODEV | sc.MS_STRICTATIME,
+                      sc.MS_NOSUID | sc.MS_NODEV | sc.MS_STRICTATIME | readonly,
                       None if size is None else f"size={size}")
 
 
@@ -95,17 +108,25 @@ def _mount_in(rootfs: str, target: str, source: str, fstype: str, flags: int,
         os.close(fd)
 
 
-def _bind_in(rootfs: str, source: str, target: str, *, readonly: bool) -> None:
+def _bind_in(rootfs: str, source: str, target: str, *, readonly: bool,
+             subpath: str = "") -> None:
+    source_fd = _open_source(source, subpath) if subpath else None
     try:
-        directory = stat.S_ISDIR(os.stat(source).st_mode)
-    except OSError as err:
-        raise OSError(err.errno, err.strerror, f"bind mount source {source}") from err
-    fd = _open_target(rootfs, target, directory=directory)
-    try:
-        sc.mount(source, f"/proc/self/fd/{fd}", None, sc.MS_BIND | sc.MS_REC,
-                 what=f"bind mount {target}")
+        if source_fd is not None:
+            source = f"/proc/self/fd/{source_fd}"
+        try:
+            directory = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, f"bind mount source {source}") from err
+        fd = _open_target(rootfs, target, directory=directory)
+        try:
+            sc.mount(source, f"/proc/self/fd/{fd}", None, sc.MS_BIND | sc.MS_REC,
+                     what=f"bind mount {target}")
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        if source_fd is not None:
+            os.close(source_fd)
     # The remount must name the new mount, so resolve the target again.
     fd = _open_target(rootfs, target, directory=directory)
     try:
@@ -115,21 +136,46 @@ def _bind_in(rootfs: str, source: str, target: str, *, readonly: bool) -> None:
         os.close(fd)
 
 
-def _bind_content(rootfs: str, content: bytes, target: str) -> None:
-    """A private, writable file with ``content`` bound at ``target``.
+def _open_source(source: str, subpath: str) -> int:
+    """An O_PATH descriptor of ``subpath`` inside ``source``, reached without leaving it."""
+    try:
+        relative = paths.resolve(source, subpath)
+        if not relative:
+            return os.open(source, os.O_PATH | os.O_CLOEXEC)
+        parent_path, name = paths.split(relative)
+        parent = paths.open_directory(source, parent_path)
+        try:
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        finally:
+            os.close(parent)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, f"bind mount source {subpath}") from err
+    if stat.S_ISLNK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.ELOOP, "symbolic link appeared during setup",
+                      f"bind mount source {subpath}")
+    return fd
+
+
+def _bind_content(rootfs: str, content: bytes, target: str, *, name: str = "",
+                  mode: int = 0o644, uid: int = 0, gid: int = 0, readonly: bool = False) -> None:
+    """A private file with ``content`` (``mode``, owned by ``uid``:``gid``) bound at ``target``.
 
     The file is made in the step's fresh /dev tmpfs and unlinked once bound:
     the mount keeps it alive, nothing appears in /dev, nothing is written on
-    the host, and it vanishes with the namespace. Edits by the step stay in it.
+    the host, and it vanishes with the namespace. Edits by the step stay in it
+    (unless ``readonly``).
     """
     dev = _open_target(rootfs, "/dev", directory=True)
     try:
-        name = ".pybuild-" + target.rpartition("/")[2]
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=dev)
+        name = name or ".pybuild-" + target.rpartition("/")[2]
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dev)
         try:
             view = memoryview(content)
             while view:
                 view = view[os.write(fd, view):]
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
         finally:
             os.close(fd)
         source = os.open(name, os.O_PATH | os.O_CLOEXEC, dir_fd=dev)
@@ -145,6 +191,12 @@ def _bind_content(rootfs: str, content: bytes, target: str) -> None:
         os.unlink(name, dir_fd=dev)
     finally:
         os.close(dev)
+    if readonly:
+        fd = _open_target(rootfs, target, directory=False)
+        try:
+            _remount(f"/proc/self/fd/{fd}", sc.MS_NODEV | sc.MS_RDONLY, what=f"remount {target}")
+        finally:
+            os.close(fd)
 
 
 def _remount(path: str, extra: int, *, what: str) -> None:
@@ -174,6 +226,56 @@ def _populate_dev(rootfs: str) -> None:
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     _mount_in(rootfs, "/dev/shm", "shm", "tmpfs", nosuid_nodev_noexec, "mode=1777,size=65536k")
     _mount_in(rootfs, "/dev/mqueue", "mqueue", "mqueue", nosuid_nodev_noexec)
+
+
+# Host /dev entries a privileged step does not get: they are the step's own.
+_OWN_DEV_ENTRIES = frozenset({"pts", "shm", "mqueue", "fd", "stdin", "stdout", "stderr", "ptmx",
+                              "console", *(name for name, _, _ in _DEVICES)})
+
+
+def _copy_host_devices(rootfs: str, host_dev: str = "/dev") -> None:
+    """The host's character and block devices, as runc gives a --privileged container.
+
+    Only device nodes (and the directories holding them) are made, with the
+    host's mode, numbers and owner; the step's own entries stay its own.
+    """
+    dev = _open_target(rootfs, "/dev", directory=True)
+    try:
+        _copy_devices_from(host_dev, dev, depth=0)
+    finally:
+        os.close(dev)
+
+
+def _copy_devices_from(host_dir: str, into: int, *, depth: int) -> None:
+    try:
+        names = sorted(os.listdir(host_dir))
+    except OSError:
+        return
+    for name in names:
+        if depth == 0 and name in _OWN_DEV_ENTRIES:
+            continue
+        path = os.path.join(host_dir, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+            try:
+                os.mknod(name, info.st_mode, info.st_rdev, dir_fd=into)
+                os.chown(name, info.st_uid, info.st_gid, dir_fd=into, follow_symlinks=False)
+            except FileExistsError:
+                pass
+        elif stat.S_ISDIR(info.st_mode) and depth < 3:
+            try:
+                os.mkdir(name, stat.S_IMODE(info.st_mode), dir_fd=into)
+            except FileExistsError:
+                pass
+            sub = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=into)
+            try:
+                _copy_devices_from(path, sub, depth=depth + 1)
+            finally:
+                os.close(sub)
 
 
 def _open_target(rootfs: str, target: str, *, directory: bool) -> int:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import builder
 from builder.errors import SandboxError
 from builder.sandbox import resolver, stubs
-from builder.sandbox.spec import BindMount, RunSpec
+from builder.sandbox.spec import BindMount, ContentMount, RunSpec
 
 Output = Callable[[bytes], None]
 
@@ -63,7 +63,9 @@ def run(
         if isinstance(mount, BindMount) and not mount.source.exists():
             raise SandboxError(f"running {_show(spec)}: bind mount source {mount.source} "
                                "does not exist")
-    targets = (*stubs.RESOLVER_TARGETS, *(mount.target for mount in spec.mounts))
+    # A target under /dev lands on the step's own /dev tmpfs, never in the root.
+    targets = (*stubs.RESOLVER_TARGETS,
+               *(mount.target for mount in spec.mounts if not mount.target.startswith("/dev/")))
     created = stubs.find_missing(rootfs, targets)
     try:
         request = _request(spec, rootfs)
@@ -89,9 +91,15 @@ def _request(spec: RunSpec, rootfs: Path) -> dict[str, Any]:
     for mount in spec.mounts:
         if isinstance(mount, BindMount):
             mounts.append({"type": "bind", "source": str(mount.source.absolute()),
-                           "target": mount.target, "readonly": mount.readonly})
+                           "target": mount.target, "readonly": mount.readonly,
+                           "subpath": mount.subpath})
+        elif isinstance(mount, ContentMount):
+            mounts.append({"type": "content", "target": mount.target, "content": mount.content,
+                           "mode": mount.mode, "uid": mount.uid, "gid": mount.gid,
+                           "readonly": mount.readonly})
         else:
-            mounts.append({"type": "tmpfs", "target": mount.target, "size": mount.size})
+            mounts.append({"type": "tmpfs", "target": mount.target, "size": mount.size,
+                           "readonly": mount.readonly})
     return {
         "argv": list(spec.argv),
         "env": list(spec.env),
@@ -102,6 +110,7 @@ def _request(spec: RunSpec, rootfs: Path) -> dict[str, Any]:
         "rootfs": str(rootfs),
         "mounts": mounts,
         "network": spec.network,
+        "privileged": spec.privileged,
         "hostname": spec.hostname,
         "resolv_conf": resolver.resolv_conf(),
         "hosts": resolver.hosts_file(spec),

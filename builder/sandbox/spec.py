@@ -36,13 +36,18 @@ class BindMount:
     """A host file or directory at ``target`` inside the root.
 
     ``source`` is trusted: it is the caller's path (a snapshot, a cache dir),
-    followed as the host sees it. The target is resolved inside the root.
-    Bind mounts are always nodev.
+    followed as the host sees it. ``subpath``, when given, names what to bind
+    inside ``source`` and is not trusted: it is resolved inside ``source``
+    (its symlinks cannot leave it) and opened without following a link, at
+    mount time, so a step changing a shared directory meanwhile cannot aim
+    the mount elsewhere. The target is resolved inside the root. Bind mounts
+    are always nodev.
     """
 
     source: Path
     target: str
     readonly: bool = False
+    subpath: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +56,27 @@ class TmpfsMount:
 
     target: str
     size: int | None = None
+    readonly: bool = False
 
 
-Mount = BindMount | TmpfsMount
+@dataclass(frozen=True, slots=True)
+class ContentMount:
+    """A file holding ``content`` at ``target``, made in the step's own memory.
+
+    For secrets and inline scripts: the bytes reach the sandbox through its
+    request pipe and live in the step's private /dev tmpfs, bound at the
+    target, so they never touch the host's disk and vanish with the step.
+    """
+
+    target: str
+    content: bytes = field(repr=False)
+    mode: int = 0o400
+    uid: int = 0
+    gid: int = 0
+    readonly: bool = True
+
+
+Mount = BindMount | TmpfsMount | ContentMount
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +95,9 @@ class RunSpec:
     builder's leaks in. ``cwd`` is created (owned by the user) when missing.
     ``network``: "default" and "host" share the host's network namespace
     (BuildKit's default without CNI); "none" gets a new one with only ``lo``.
+    ``privileged`` (RUN --security=insecure): every capability the builder
+    has, no masked or read-only kernel paths, a writable /sys and the host's
+    device nodes in /dev.
     """
 
     argv: tuple[str, ...]
@@ -83,6 +109,7 @@ class RunSpec:
     network: Network = "default"
     hostname: str = DEFAULT_HOSTNAME
     extra_hosts: tuple[ExtraHost, ...] = ()
+    privileged: bool = False
 
     def __post_init__(self) -> None:
         if not self.argv:

@@ -43,6 +43,7 @@ SIGXFSZ = 25
 _SIG_SETMASK = 2
 
 PR_SET_PDEATHSIG = 1
+PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -125,6 +126,14 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
                     ctypes.c_ulong(0), ctypes.c_ulong(0)),
         f"prctl({option})",
     )
+
+
+def prctl_value(option: int, arg2: int = 0) -> int:
+    """prctl(2) for options that answer with their return value (PR_CAPBSET_READ)."""
+    result: int = _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
+                              ctypes.c_ulong(0), ctypes.c_ulong(0))
+    _check(result, f"prctl({option})")
+    return result
 
 
 class _CapHeader(ctypes.Structure):

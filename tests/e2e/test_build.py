@@ -37,7 +37,8 @@ def _summary(stderr: str) -> tuple[int, int]:
 
 
 def _digest(stderr: str) -> str:
-    match = re.search(r"(sha256:[0-9a-f]{64})\s*$", stderr)
+    # The summary line's digest (build-check warnings may follow it).
+    match = re.search(r"^pybuild: \d+ steps, .*(sha256:[0-9a-f]{64})$", stderr, re.MULTILINE)
     assert match, stderr
     return match.group(1)
 

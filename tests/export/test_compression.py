@@ -8,14 +8,20 @@ import io
 import json
 import os
 import random
+import shutil
+import subprocess
+import tarfile
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import pytest
 import pyzstd
 
+from builder.errors import StoreError
 from builder.export.compression import CompressedLayers, compress_stream
 from builder.export.exporter import export
 from builder.export.options import Compression, parse_output
+from builder.export.tarwriter import BlobTar
 from builder.image import oci
 from builder.image.store import ImageStore
 from tests.image.sample import skopeo
@@ -95,8 +101,6 @@ def test_docker_media_types_with_docker_output(
     out = tmp_path / "out.tar"
     spec = parse_output(f"type=oci,dest={out},oci-mediatypes=false")
     export(store, store.blobs, image, names=("app:1",), spec=spec)
-    import tarfile
-
     with tarfile.open(out) as tar:
         index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
         digest = index["manifests"][0]["digest"]
@@ -138,3 +142,129 @@ def test_cache_entry_whose_blob_is_gone_is_recompressed(
     assert CompressedLayers(store.blobs).lookup(diff_id, spec.compression) is None
     export(store, store.blobs, image, names=(), spec=spec)
     assert store.blobs.has(found[0])
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that hands out at most 1000 bytes per read, as decompressors may."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        piece = self._data.read(min(len(buffer), 1000))
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "zstd"])
+def test_output_depends_neither_on_threads_nor_on_read_sizes(algorithm: str) -> None:
+    data = _sample_data(9 * (1 << 20) + 4321)
+    compression = Compression(algorithm, 3)
+    outputs = {
+        (threads, trickle): b"".join(
+            compress_stream(
+                cast(BinaryIO, _Trickle(data) if trickle else io.BytesIO(data)),
+                compression,
+                threads=threads,
+            )
+        )
+        for threads in (1, 2, 7)
+        for trickle in (False, True)
+    }
+    assert len(set(outputs.values())) == 1, "output depends on threads or read sizes"
+    out = outputs[(1, False)]
+    assert (gzip.decompress(out) if algorithm == "gzip" else pyzstd.decompress(out)) == data
+
+
+def test_zstd_is_a_frame_per_4_mib_that_the_zstd_tool_reads() -> None:
+    data = _sample_data(10 << 20)
+    out = b"".join(compress_stream(io.BytesIO(data), Compression("zstd", 3), threads=2))
+    assert out.count(b"\x28\xb5\x2f\xfd") >= 3  # 4 + 4 + 2 MiB, a frame each
+    tool = shutil.which("zstd")
+    if tool is None:
+        pytest.skip("the zstd tool is not installed")
+    plain = subprocess.run([tool, "-d", "-c", "-q"], input=out, capture_output=True, check=True)
+    assert plain.stdout == data
+
+
+def test_zstd_of_nothing_is_a_valid_empty_stream() -> None:
+    out = b"".join(compress_stream(io.BytesIO(b""), Compression("zstd", 3)))
+    assert out and pyzstd.decompress(out) == b""
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "zstd", "uncompressed"])
+def test_streamed_and_copied_archives_are_the_same_bytes(
+    store: ImageStore, image: oci.Descriptor, tmp_path: Path, algorithm: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # To a file, a layer compressed now is streamed in as it compresses and never read
+    # back from the store; to a pipe (here a BytesIO) it is copied in afterwards.
+    copied_blobs: list[str] = []
+    original = BlobTar.add_file
+
+    def recording(self: BlobTar, header: tarfile.TarInfo, source: int, **kwargs: Any) -> None:
+        copied_blobs.append("sha256:" + header.name.rpartition("/")[2])
+        original(self, header, source, **kwargs)
+
+    monkeypatch.setattr(BlobTar, "add_file", recording)
+    to_file = tmp_path / "file.tar"
+    export(store, store.blobs, image, names=("app:1",),
+           spec=parse_output(f"type=oci,dest={to_file},compression={algorithm}"))
+    layers = [layer.digest for layer in _archived_manifest(to_file).layers]
+    streamed = algorithm != "uncompressed"
+    assert bool(set(layers) & set(copied_blobs)) != streamed
+    piped = io.BytesIO()
+    export(store, store.blobs, image, names=("app:1",),
+           spec=parse_output(f"type=oci,dest=-,compression={algorithm}"), stdout=piped)
+    assert piped.getvalue() == to_file.read_bytes()
+
+
+def _archived_manifest(path: Path) -> oci.Manifest:
+    with tarfile.open(path) as tar:
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        digest = index["manifests"][0]["digest"]
+        data = tar.extractfile("blobs/sha256/" + digest[7:]).read()  # type: ignore[union-attr]
+    return oci.Manifest.from_json(json.loads(data))
+
+
+def test_a_damaged_cached_blob_is_refused(
+    store: ImageStore, image: oci.Descriptor, tmp_path: Path
+) -> None:
+    spec = parse_output(f"type=oci,dest={tmp_path / 'one.tar'},compression=zstd")
+    export(store, store.blobs, image, names=(), spec=spec)
+    diff_id = store.config(image).diff_ids[-1]
+    found = CompressedLayers(store.blobs).lookup(diff_id, spec.compression)
+    assert found is not None
+    path = store.blobs.path(found[0])
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="corrupt"):
+        export(store, store.blobs, image, names=(),
+               spec=parse_output(f"type=oci,dest={tmp_path / 'two.tar'},compression=zstd"))
+    assert not (tmp_path / "two.tar").exists()
+
+
+def test_a_failed_write_stops_the_reading_and_compressing_threads(
+    store: ImageStore, image: oci.Descriptor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from cache.blobs import BlobWriter
+
+    big = store.blobs.put_bytes(_sample_data(12 << 20))
+    layer = oci.Descriptor(oci.OCI_LAYER, big.digest, big.size)
+
+    def full(self: BlobWriter, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(BlobWriter, "write", full)
+    from builder.export.compression import convert_layer
+
+    with pytest.raises(OSError, match="No space"):
+        convert_layer(store.blobs, layer, big.digest, Compression("zstd", 3), oci_media_types=True)
+    alive = [t.name for t in threading.enumerate() if t.name.startswith(("compress", "writeback"))]
+    assert alive == []

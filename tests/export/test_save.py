@@ -73,3 +73,14 @@ def test_save_refuses_unknown_format_and_unknown_image(store: ImageStore, tmp_pa
     with pytest.raises(StoreError, match="no such image"):
         save(store, store.blobs, ["nothing:here"], dest=str(tmp_path / "x.tar"))
     assert not (tmp_path / "x.tar").exists()
+
+
+@pytest.mark.root
+def test_a_saved_docker_archive_is_also_an_oci_archive(
+    store: ImageStore, two_images: tuple[oci.Descriptor, oci.Descriptor], tmp_path: Path
+) -> None:
+    out = tmp_path / "all.tar"
+    save(store, store.blobs, ["app:1", "other:2"], dest=str(out), format="docker")
+    for tag, image in (("1", two_images[0]), ("2", two_images[1])):
+        config = json.loads(skopeo("inspect", "--config", f"oci-archive:{out}:{tag}"))
+        assert config["rootfs"]["diff_ids"] == list(store.config(image).diff_ids)

@@ -731,3 +731,245 @@ def test_chmod_forms(text: str, mode: int, is_dir: bool, expected: int) -> None:
     parsed = parse_chmod(text)
     assert isinstance(parsed, Chmod)
     assert oct(parsed.apply(mode, is_dir=is_dir)) == oct(expected)
+
+
+# -- --chown: BuildKit's COPY rules ---------------------------------------------------------
+
+PASSWD_ROOT: Spec = {
+    "etc/passwd": "root:x:0:0::/root:/bin/sh\n# comment\napp:x:1000:1001::/home/app:/bin/sh\n"
+                  "odd:x:7\n",
+    "etc/group": "root:x:0:\nstaff:x:50:app\napp:x:1001:\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("0", (0, 0)),
+        ("root", (0, 0)),
+        ("root:root", (0, 0)),
+        ("4242", (4242, 4242)),  # a number alone is also the group (USER would say gid 0)
+        ("4242:7", (4242, 7)),
+        ("app", (1000, 1001)),  # a name alone takes the passwd entry's primary group
+        ("app:staff", (1000, 50)),
+        ("app:9", (1000, 9)),
+        ("5:staff", (5, 50)),
+        ("odd", (7, 0)),  # a short record reads its missing fields as 0, as runc does
+    ],
+)
+def test_resolve_chown(tmp_path: Path, spec: str, expected: tuple[int, int]) -> None:
+    from builder.ops.chown import resolve_chown
+
+    make_tree(tmp_path, PASSWD_ROOT)
+    assert resolve_chown(tmp_path, spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("ghost", "unable to find user ghost: no matching entries in passwd file"),
+        ("app:ghosts", "unable to find group ghosts: no matching entries in group file"),
+        (":staff", "unable to find user : no matching entries"),
+        ("99999999999", "id 99999999999 is out of range"),
+    ],
+)
+def test_resolve_chown_errors(tmp_path: Path, spec: str, message: str) -> None:
+    from builder.ops.chown import resolve_chown
+
+    make_tree(tmp_path, PASSWD_ROOT)
+    with pytest.raises(CopyError, match=message):
+        resolve_chown(tmp_path, spec)
+
+
+def test_resolve_chown_without_a_root_takes_only_numbers(tmp_path: Path) -> None:
+    from builder.ops.chown import resolve_chown
+
+    assert resolve_chown(None, "12:34") == (12, 34)
+    assert resolve_chown(None, "root") == (0, 0)
+    with pytest.raises(CopyError, match="names cannot be resolved by a --link copy"):
+        resolve_chown(None, "app")
+    # A root without passwd or group files: names are not found, numbers need no files.
+    assert resolve_chown(tmp_path, "5") == (5, 5)
+    with pytest.raises(CopyError, match="unable to find user app"):
+        resolve_chown(tmp_path, "app")
+
+
+def test_passwd_symlink_is_read_inside_the_root(tmp_path: Path) -> None:
+    from builder.ops.chown import resolve_chown
+
+    make_tree(tmp_path / "root", {"etc/passwd": "->/../../../../etc/fake", "etc/fake": "me:x:3:4\n"})
+    assert resolve_chown(tmp_path / "root", "me") == (3, 4)
+
+
+# -- the frontend's --link --chown check ----------------------------------------------------
+
+
+def _copy_instruction(line: str) -> Any:
+    """The planned (so expanded) step of ``line``, after ``ARG U=app``."""
+    from builder.plan.planner import PlanRequest, plan_build
+
+    graph = plan_build(f"FROM scratch\nARG U=app\n{line}\n".encode(), PlanRequest(),
+                       lambda name, instruction: None)  # type: ignore[arg-type,return-value]
+    return graph.stages[-1].steps[-1]
+
+
+@pytest.mark.parametrize(
+    ("line", "linked"),
+    [
+        ("COPY --link --chown=1000:50 f /f", True),
+        ("COPY --link --chown=root f /f", True),
+        ("COPY --link --chown=root:0 f /f", True),
+        ("COPY --link f /f", True),
+        ("ADD --link --chown=7 f /f", True),
+        ("COPY --link --chmod=600 --chown=app f /f", False),  # BuildKit does not link then
+        ("COPY --chown=app f /f", False),
+        ("COPY --link=false --chown=app f /f", False),
+        ("RUN true", False),
+    ],
+)
+def test_which_steps_link(line: str, linked: bool) -> None:
+    assert _copy_instruction(line).linked is linked
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["COPY --link --chown=app f /f", "COPY --link --chown=0:staff f /f",
+     "ADD --link --chown=$U f /f", "COPY --link --chown=:50 f /f"],
+)
+def test_link_refuses_chown_names_at_plan_time(line: str) -> None:
+    with pytest.raises(BadFlag, match="cannot be resolved with --link") as caught:
+        _copy_instruction(line)
+    assert caught.value.location is not None and caught.value.location.start_line == 3
+
+
+# -- --link in the solver: a key without the parent, a state chained through it -------------
+
+
+def _solve_link(tmp_path: Path, text: str, executor: Any) -> Any:
+    from builder.plan.planner import PlanRequest, plan_build
+    from builder.solver import Solver
+    from cache.index import CacheIndex
+    from tests.fakes import SilentProgress
+
+    graph = plan_build(text.encode(), PlanRequest(), lambda n, i: None)  # type: ignore[arg-type,return-value]
+    solver = Solver(executor=executor, index=CacheIndex(tmp_path / "cache.db"),
+                    progress=SilentProgress())
+    states = solver.solve(graph)
+    return solver, states
+
+
+def test_link_step_hits_after_a_parent_change_and_later_steps_do_not(tmp_path: Path) -> None:
+    from tests.fakes import CountingExecutor
+
+    text = "FROM scratch\nRUN echo {}\nCOPY --link a /a\nCOPY b /b\nRUN after\n"
+    executor = CountingExecutor()
+    first, first_states = _solve_link(tmp_path, text.format(1), executor)
+    executor.executed.clear()
+    second, second_states = _solve_link(tmp_path, text.format(2), executor)
+    # The linked COPY hits; the plain COPY and the RUN after it chain through the change.
+    assert executor.executed == ["RUN echo 2", "COPY b /b", "RUN after"]
+    keys = {record[0]: record[1] for record in first.stats.records}
+    again = {record[0]: record[1] for record in second.stats.records}
+    link_ids = [step_id for step_id in keys if step_id in again and keys[step_id] == again[step_id]]
+    assert len(link_ids) == 1
+    assert first_states[0].key != second_states[0].key
+    # The linked layer is the same layer in both images.
+    assert first_states[0].layers[1] == second_states[0].layers[1]
+    assert first_states[0].layers[0] != second_states[0].layers[0]
+
+
+def test_link_key_ignores_the_parent_but_not_the_workdir_or_sources(tmp_path: Path) -> None:
+    from builder.plan.planner import PlanRequest, plan_build
+    from builder.solver import chained_key, step_key
+
+    def step(text: str) -> Any:
+        graph = plan_build(text.encode(), PlanRequest(), lambda n, i: None)  # type: ignore[arg-type,return-value]
+        return graph.stages[-1].steps[-1]
+
+    linked = step("FROM scratch\nCOPY --link a rel/\n")
+    assert step_key(linked, "p1", "d") == step_key(linked, "p2", "d")
+    assert step_key(linked, "p1", "d") != step_key(linked, "p1", "other-digest")
+    elsewhere = step("FROM scratch\nWORKDIR /w\nCOPY --link a rel/\n")
+    assert step_key(elsewhere, "p1", "d") != step_key(linked, "p1", "d")
+    assert chained_key(linked, "p1", "k") != chained_key(linked, "p2", "k")
+    plain = step("FROM scratch\nCOPY a rel/\n")
+    assert step_key(plain, "p1", "d") != step_key(plain, "p2", "d")
+    assert chained_key(plain, "p1", "k") == "k"
+
+
+# -- the digest of a filtered copy ----------------------------------------------------------
+
+
+def _filtered(tmp_path: Path, sources: tuple[str, ...], **kw: Any) -> str:
+    from builder.ops.copy_digest import checksum_filtered_sources
+
+    view = BuildContext(tmp_path / "ctx", IgnoreRules.from_patterns([])).view()
+    return checksum_filtered_sources(view, sources, **kw)
+
+
+FILTER_SOURCE: Spec = {
+    "src/a.txt": "a", "src/x/b.txt": "b", "src/x/c.log": "c", "src/x/y/d.txt": "d",
+    "top.md": "m", "top.txt": "t", "link": "->src/a.txt",
+}
+
+
+@pytest.mark.parametrize(
+    ("sources", "options", "unread", "read"),
+    [
+        (("src",), {"excludes": ("**/*.log",)}, "src/x/c.log", "src/x/b.txt"),
+        (("src",), {"excludes": ("x", "!x/y")}, "src/x/b.txt", "src/x/y/d.txt"),
+        (("top*",), {"excludes": ("*.md",)}, "top.md", "top.txt"),
+        (("./src/**/*.txt",), {"parents": True}, "src/x/c.log", "src/x/y/d.txt"),
+        (("src/./x/*.txt",), {"parents": True}, "src/x/y/d.txt", "src/x/b.txt"),
+        (("src/./x",), {"parents": True, "excludes": ("x/y",)}, "src/x/y/d.txt", "src/x/c.log"),
+        (("src/a.txt", "top.txt"), {"parents": True}, "src/x/b.txt", "src/a.txt"),
+    ],
+)
+def test_filtered_digest_covers_exactly_what_is_copied(
+    tmp_path: Path, sources: tuple[str, ...], options: dict[str, Any], unread: str, read: str
+) -> None:
+    make_tree(tmp_path / "ctx", FILTER_SOURCE)
+    before = _filtered(tmp_path, sources, **options)
+    # The walk agrees with the copy: what the copy writes, the digest reads, and only that.
+    root = tmp_path / "root"
+    root.mkdir()
+    view = BuildContext(tmp_path / "ctx", IgnoreRules.from_patterns([])).view()
+    copy_into(root, view, CopyRequest(sources=sources, destination="/d/", **options))
+    copied = {path.name for path in (root / "d").rglob("*") if path.is_file()}
+    assert Path(read).name in copied and Path(unread).name not in copied
+    (tmp_path / "ctx" / unread).write_text("changed")
+    assert _filtered(tmp_path, sources, **options) == before
+    (tmp_path / "ctx" / read).write_text("changed")
+    assert _filtered(tmp_path, sources, **options) != before
+
+
+def test_filtered_digest_modes_and_pending_parents(tmp_path: Path) -> None:
+    make_tree(tmp_path / "ctx", FILTER_SOURCE)
+    sources = ("./src/**/*.txt",)
+    before = _filtered(tmp_path, sources, parents=True)
+    # A directory kept as a parent of a copied file keeps its mode: the mode counts.
+    os.chmod(tmp_path / "ctx" / "src" / "x", 0o700)
+    changed = _filtered(tmp_path, sources, parents=True)
+    assert changed != before
+    # ...unless an octal --chmod replaces every mode.
+    no_modes = _filtered(tmp_path, sources, parents=True, include_mode=False)
+    os.chmod(tmp_path / "ctx" / "src" / "x" / "b.txt", 0o600)
+    assert _filtered(tmp_path, sources, parents=True, include_mode=False) == no_modes
+    assert _filtered(tmp_path, sources, parents=True) != changed
+    # A directory with nothing copied inside does not count.
+    changed = _filtered(tmp_path, sources, parents=True)
+    os.makedirs(tmp_path / "ctx" / "src" / "empty")
+    os.chmod(tmp_path / "ctx" / "top.md", 0o600)
+    assert _filtered(tmp_path, sources, parents=True) == changed
+
+
+def test_filtered_digest_errors(tmp_path: Path) -> None:
+    make_tree(tmp_path / "ctx", FILTER_SOURCE)
+    with pytest.raises(SourceNotFound, match='"/src/nope": not found'):
+        _filtered(tmp_path, ("src/./nope",), parents=True)
+    with pytest.raises(SourceNotFound, match='"/nope": not found'):
+        _filtered(tmp_path, ("nope",), excludes=("x",))
+    with pytest.raises(BadFlag, match="invalid --exclude"):
+        _filtered(tmp_path, ("src",), excludes=("[",))
+    # A wildcard that matches nothing is no error, as in the copy.
+    assert _filtered(tmp_path, ("nomatch*",), excludes=("x",))

@@ -50,7 +50,9 @@ def ensure_tool(path: str, package: str) -> str:
     return path
 
 
-def _start(directory: Path, auth_section: str) -> Iterator[LiveRegistry]:
+def start_registry(directory: Path, auth_section: str = "") -> Iterator[LiveRegistry]:
+    """Run docker-registry in ``directory`` until the generator is closed (other test
+    packages use it too: tests/e2e/test_cache_export.py)."""
     binary = ensure_tool(_REGISTRY_BINARY, "docker-registry")
     port = free_port()
     storage = directory / "storage"
@@ -97,7 +99,7 @@ def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path)
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRegistry]:
     """An open registry (no auth) on 127.0.0.1."""
-    yield from _start(tmp_path_factory.mktemp("registry"), "")
+    yield from start_registry(tmp_path_factory.mktemp("registry"), "")
 
 
 @pytest.fixture(scope="module")
@@ -111,4 +113,4 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveReg
     passwords = directory / "htpasswd"
     passwords.write_bytes(result.stdout)
     auth = f"auth:\n  htpasswd:\n    realm: pybuild-test\n    path: {passwords}\n"
-    yield from _start(directory, auth)
+    yield from start_registry(directory, auth)

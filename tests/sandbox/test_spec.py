@@ -58,7 +58,7 @@ def test_resolv_conf_falls_back_to_public_resolvers(tmp_path: Path) -> None:
 
 def test_exports_are_the_documented_set() -> None:
     assert sorted(builder.sandbox.__all__) == [
-        "BindMount", "Cancellation", "DEFAULT_HOSTNAME", "ExtraHost", "Mount",
+        "BindMount", "Cancellation", "ContentMount", "DEFAULT_HOSTNAME", "ExtraHost", "Mount",
         "NamespaceSandbox", "Network", "RunSpec", "Sandbox", "TmpfsMount", "UserSpec",
         "home_directory", "resolve_user", "run",
     ]
