@@ -11,13 +11,14 @@ for the real one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["exclusive_lock", "write_atomically"]
+__all__ = ["exclusive_lock", "lock_held", "write_atomically"]
 
 
 def write_atomically(
@@ -70,3 +71,22 @@ def exclusive_lock(lock_path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def lock_held(path: Path) -> bool:
+    """Whether some process holds an flock on ``path``, shared or exclusive.
+
+    An exclusive try-lock that would block means someone holds it; one that
+    succeeds is released at once by closing the descriptor.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        return err.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)
+    return False

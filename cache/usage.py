@@ -23,8 +23,6 @@ du counts them.  This module only reads; cache/gc.py deletes.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import re
@@ -35,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache.files import lock_held
 from cache.index import CacheEntry, CacheIndex
 from cache.leases import LeaseInfo, Leases
 from cache.mounts import CacheMounts
@@ -290,7 +289,7 @@ class _Inventory:
     def _cache_mounts(self) -> None:
         for entry in CacheMounts(self.root).entries():
             size = entry.bytes
-            if _lock_held(entry.path / "lock"):
+            if lock_held(entry.path / "lock"):
                 status, reason = KEPT, "in use by a running step"
             else:
                 status, reason = CACHE, "cache mount (RUN --mount=type=cache)"
@@ -322,7 +321,7 @@ class _Inventory:
                 continue
             size = _disk_usage(Path(entry.path)) if self.exact else _blocks(info)
             parts = (Part("tmp", entry.name, size),)
-            if entry.name.startswith("blob-") and _lock_held(Path(entry.path)):
+            if entry.name.startswith("blob-") and lock_held(Path(entry.path)):
                 status, reason = KEPT, "a blob being written"
             elif info.st_mtime > self.now - TMP_GRACE_SECONDS:
                 status, reason = KEPT, "just created"
@@ -513,21 +512,6 @@ def _lstat(path: str | Path) -> os.stat_result | None:
 
 def _blocks(info: os.stat_result) -> int:
     return info.st_blocks * 512
-
-
-def _lock_held(path: Path) -> bool:
-    """Whether a process holds an flock on ``path`` (shared or exclusive)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        return err.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
-    finally:
-        os.close(fd)
-    return False
 
 
 def _disk_usage(top: Path) -> int:

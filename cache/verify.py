@@ -306,7 +306,7 @@ class _Verifier:
                 continue
             if self.horizon is not None and info.st_mtime >= self.horizon:
                 continue  # may belong to a running build
-            if entry.name.startswith("blob-") and _locked(Path(entry.path)):
+            if entry.name.startswith("blob-") and files.lock_held(Path(entry.path)):
                 continue
             mounts = _mounts_under(Path(entry.path)) if stat.S_ISDIR(info.st_mode) else 0
             what = f"left by a build that is not running ({mounts} mounts still up)" if mounts \
@@ -318,7 +318,7 @@ class _Verifier:
                         fix=functools.partial(_unlink, path))
         locks = KeyLocks(self.root)
         for entry in _scan(locks.directory):
-            if not _locked(Path(entry.path)):
+            if not files.lock_held(Path(entry.path)):
                 self._found("lock", entry.name, "step lock nobody holds", harmless=True,
                             fix=locks.sweep)
 
@@ -398,23 +398,6 @@ def _lstat(path: Path) -> os.stat_result | None:
         return os.lstat(path)
     except FileNotFoundError:
         return None
-
-
-def _locked(path: Path) -> bool:
-    import errno
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        return err.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
-    finally:
-        os.close(fd)
-    return False
 
 
 def _mounts_under(path: Path) -> int:

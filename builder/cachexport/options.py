@@ -9,10 +9,10 @@ silently ignored cache.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 
 from builder.errors import UsageError
+from builder.export.options import parse_bool, split_fields
 
 __all__ = ["CACHE_TYPES", "CacheSpec", "parse_cache_spec"]
 
@@ -60,7 +60,7 @@ def parse_cache_spec(text: str, *, direction: str) -> CacheSpec:
         raise UsageError(f"{flag}: empty value")
     if "=" not in text:
         return CacheSpec(type="registry", location=text.strip())
-    fields = _split_fields(flag, text)
+    fields = split_fields(flag, text)
     kind = fields.get("type", "")
     if not kind:
         raise UsageError(f"{flag} {text!r}: type is required (local, registry or inline)")
@@ -84,39 +84,10 @@ def parse_cache_spec(text: str, *, direction: str) -> CacheSpec:
         type=kind,
         location=location,
         mode=mode,
-        cache_mounts=_parse_bool(flag, fields, "cache-mounts"),
-        ignore_error=_parse_bool(flag, fields, "ignore-error"),
+        cache_mounts=parse_bool(flag, fields, "cache-mounts"),
+        ignore_error=parse_bool(flag, fields, "ignore-error"),
     )
 
 
 def _types_for(direction: str) -> str:
     return ", ".join(kind for (way, kind) in _KEYS if way == direction)
-
-
-def _split_fields(flag: str, text: str) -> dict[str, str]:
-    try:
-        records = list(csv.reader([text], strict=True))
-    except csv.Error as err:
-        raise UsageError(f"{flag} {text!r}: {err}") from err
-    fields: dict[str, str] = {}
-    for field in records[0] if records else ():
-        key, equals, value = field.partition("=")
-        key = key.strip().lower()
-        if not equals:
-            raise UsageError(f"{flag} {text!r}: {field!r} is not key=value")
-        if key in fields:
-            raise UsageError(f"{flag} {text!r}: key {key!r} given twice")
-        fields[key] = value.strip()
-    return fields
-
-
-def _parse_bool(flag: str, fields: dict[str, str], key: str) -> bool:
-    """Go's strconv.ParseBool, as buildx reads its boolean attributes."""
-    raw = fields.get(key)
-    if raw is None:
-        return False
-    if raw in ("1", "t", "T", "true", "TRUE", "True"):
-        return True
-    if raw in ("0", "f", "F", "false", "FALSE", "False"):
-        return False
-    raise UsageError(f"{flag} {key}={raw}: not a boolean")

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 from builder.errors import UsageError
 
-__all__ = ["ALGORITHMS", "OUTPUT_TYPES", "Compression", "OutputSpec", "parse_output"]
+__all__ = [
+    "ALGORITHMS", "OUTPUT_TYPES", "Compression", "OutputSpec", "parse_bool", "parse_output",
+    "split_fields",
+]
 
 OUTPUT_TYPES = ("oci", "docker", "local", "tar")
 ALGORITHMS = ("gzip", "zstd", "uncompressed")
@@ -79,7 +82,7 @@ def parse_output(text: str, *, default_compression: str = "gzip") -> OutputSpec:
         return OutputSpec(type="tar", dest="-")
     if text and "=" not in text:
         return OutputSpec(type="local", dest=text)
-    fields = _split_fields(text)
+    fields = split_fields("--output", text)
     kind = fields.pop("type", "")
     if not kind:
         raise UsageError(f"--output {text!r}: type is required (oci, docker, local or tar)")
@@ -89,7 +92,7 @@ def parse_output(text: str, *, default_compression: str = "gzip") -> OutputSpec:
         for key in fields:
             if key not in _PUSH_KEYS:
                 raise UsageError(f"--output type={kind}: unknown key {key!r}")
-        push = kind == "registry" or _parse_bool(fields, "push", False)
+        push = kind == "registry" or parse_bool("--output", fields, "push")
         names = tuple(name.strip() for name in fields.get("name", "").split(",") if name.strip())
         return OutputSpec(type="registry" if push else "image", dest="", names=names)
     if kind not in OUTPUT_TYPES:
@@ -104,7 +107,7 @@ def parse_output(text: str, *, default_compression: str = "gzip") -> OutputSpec:
     if kind in ("local", "tar"):
         return OutputSpec(type=kind, dest=dest)
     compression = _parse_compression(fields, default_compression)
-    oci_types = _parse_bool(fields, "oci-mediatypes", kind == "oci")
+    oci_types = parse_bool("--output", fields, "oci-mediatypes", kind == "oci")
     if compression.algorithm == "zstd":
         oci_types = True
     names = tuple(name.strip() for name in fields.get("name", "").split(",") if name.strip())
@@ -113,19 +116,21 @@ def parse_output(text: str, *, default_compression: str = "gzip") -> OutputSpec:
     )
 
 
-def _split_fields(text: str) -> dict[str, str]:
+def split_fields(flag: str, text: str) -> dict[str, str]:
+    """buildx's CSV attribute list (``type=oci,dest=out.tar``) as a dict; ``flag`` names
+    the option in errors."""
     try:
         records = list(csv.reader([text], strict=True))
     except csv.Error as err:
-        raise UsageError(f"--output {text!r}: {err}") from err
+        raise UsageError(f"{flag} {text!r}: {err}") from err
     fields: dict[str, str] = {}
     for field in records[0] if records else ():
         key, equals, value = field.partition("=")
         key = key.strip().lower()
         if not equals:
-            raise UsageError(f"--output {text!r}: {field!r} is not key=value")
+            raise UsageError(f"{flag} {text!r}: {field!r} is not key=value")
         if key in fields:
-            raise UsageError(f"--output {text!r}: key {key!r} given twice")
+            raise UsageError(f"{flag} {text!r}: key {key!r} given twice")
         fields[key] = value.strip()
     return fields
 
@@ -150,11 +155,11 @@ def _parse_compression(fields: dict[str, str], default_algorithm: str) -> Compre
             raise UsageError(
                 f"--output compression-level={level}: {algorithm} takes {low} to {high}"
             )
-    force = _parse_bool(fields, "force-compression", False)
+    force = parse_bool("--output", fields, "force-compression")
     return Compression(algorithm=algorithm, level=level, force=force)
 
 
-def _parse_bool(fields: dict[str, str], key: str, default: bool) -> bool:
+def parse_bool(flag: str, fields: dict[str, str], key: str, default: bool = False) -> bool:
     """Go's strconv.ParseBool, which buildkit uses for its boolean attributes."""
     if key not in fields:
         return default
@@ -163,4 +168,4 @@ def _parse_bool(fields: dict[str, str], key: str, default: bool) -> bool:
         return True
     if raw in ("0", "f", "F", "false", "FALSE", "False"):
         return False
-    raise UsageError(f"--output {key}={raw}: not a boolean")
+    raise UsageError(f"{flag} {key}={raw}: not a boolean")

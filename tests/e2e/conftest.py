@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,3 +86,22 @@ def pybuild(pybuild_root: Path) -> Runner:
         return _run([command, "--root", str(pybuild_root), *rest], stdin=stdin, env=env)
 
     return run
+
+
+def make_context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
+    """A build context in tmp_path/context: the Dockerfile and the given files."""
+    context = tmp_path / "context"
+    context.mkdir(exist_ok=True)
+    (context / "Dockerfile").write_text(dockerfile)
+    for name, text in (files or {}).items():
+        path = context / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return context
+
+
+def summary_counts(stderr: str) -> tuple[int, int]:
+    """(steps run, steps cached) from a build's summary line."""
+    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
+    assert match, stderr
+    return int(match.group(1)), int(match.group(2))

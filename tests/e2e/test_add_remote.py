@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Runner
+from tests.e2e.conftest import Runner, make_context, summary_counts
 from tests.remote_servers import (
     FileServer,
     Repository,
@@ -41,21 +41,6 @@ def server() -> Iterator[FileServer]:
         yield running
 
 
-def _context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
-    context = tmp_path / "context"
-    context.mkdir(exist_ok=True)
-    (context / "Dockerfile").write_text(dockerfile)
-    for name, text in (files or {}).items():
-        (context / name).write_text(text)
-    return context
-
-
-def _summary(stderr: str) -> tuple[int, int]:
-    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
-    assert match, stderr
-    return int(match.group(1)), int(match.group(2))
-
-
 def _tarball(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -74,7 +59,7 @@ def test_add_url_mode_mtime_owner_name_and_no_unpacking(
     server.routes["/pkg.tar.gz"] = Route(_tarball({"inside.txt": b"x"}))
     server.routes["/"] = Route(b"disposed\n", {
         "Content-Disposition": 'attachment; filename="report.csv"'})
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         f"ADD {server.url('/files/hello.txt')} /downloads/\n"
         f"ADD --chown=app:app --chmod=640 {server.url('/files/hello.txt')} /renamed.txt\n"
@@ -91,7 +76,7 @@ def test_add_url_mode_mtime_owner_name_and_no_unpacking(
     ), {"local.txt": "local"})
     result = pybuild("build", "--progress", "plain", str(context))
     assert result.returncode == 0, result.stderr
-    assert _summary(result.stderr) == (7, 0)
+    assert summary_counts(result.stderr) == (7, 0)
     assert list((pybuild_root / "tmp").iterdir()) == []  # downloads are gone with the build
 
 
@@ -106,14 +91,14 @@ def test_checksum_pins_the_content_and_a_hit_costs_no_request(
         f"ADD --checksum={digest} {server.url('/pinned.bin')} /pinned.bin\n"
         'RUN test "$(cat /pinned.bin)" = "pinned content"\n'
     )
-    context = _context(tmp_path, dockerfile)
+    context = make_context(tmp_path, dockerfile)
     first = pybuild("build", "--progress", "plain", str(context))
     assert first.returncode == 0, first.stderr
     assert server.statuses("/pinned.bin") == [200]
     second = pybuild("build", "--progress", "plain", "--iidfile", str(tmp_path / "iid"),
                      str(context))
     assert second.returncode == 0, second.stderr
-    assert _summary(second.stderr) == (0, 2)
+    assert summary_counts(second.stderr) == (0, 2)
     assert server.statuses("/pinned.bin") == [200]  # the hit made no request at all
 
     server.routes["/pinned.bin"] = Route(b"tampered\n")
@@ -132,7 +117,7 @@ def test_unpinned_url_is_checked_by_etag_and_a_change_reruns(
     pybuild: Runner, server: FileServer, tmp_path: Path
 ) -> None:
     server.routes["/v.txt"] = Route(b"one\n", {"ETag": '"1"'})
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         f"ADD {server.url('/v.txt')} /v.txt\n"
         "RUN cp /v.txt /copy.txt\n"
@@ -141,7 +126,7 @@ def test_unpinned_url_is_checked_by_etag_and_a_change_reruns(
     assert first.returncode == 0, first.stderr
     second = pybuild("build", "--progress", "plain", str(context))
     assert second.returncode == 0, second.stderr
-    assert _summary(second.stderr) == (0, 2)
+    assert summary_counts(second.stderr) == (0, 2)
     # The rebuild asked with If-None-Match and got no body; no journal shortcut
     # answers a build whose URL may have changed.
     assert server.statuses("/v.txt") == [200, 304]
@@ -152,19 +137,19 @@ def test_unpinned_url_is_checked_by_etag_and_a_change_reruns(
     )
     third = pybuild("build", "--progress", "plain", str(context))
     assert third.returncode == 0, third.stderr
-    assert _summary(third.stderr) == (3, 0)
+    assert summary_counts(third.stderr) == (3, 0)
     assert server.statuses("/v.txt") == [200, 304, 200]
 
 
 def test_fetch_errors_name_the_dockerfile_line(
     pybuild: Runner, server: FileServer, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, f"FROM busybox\nRUN true\nADD {server.url('/missing')} /m\n")
+    context = make_context(tmp_path, f"FROM busybox\nRUN true\nADD {server.url('/missing')} /m\n")
     result = pybuild("build", "--progress", "plain", str(context))
     assert result.returncode == 1
     assert re.search(r"Dockerfile:3: fetching http://127\.0\.0\.1:\d+/missing: HTTP 404",
                      result.stderr), result.stderr
-    copy = _context(tmp_path, f"FROM busybox\nCOPY {server.url('/x')} /x\n")
+    copy = make_context(tmp_path, f"FROM busybox\nCOPY {server.url('/x')} /x\n")
     refused = pybuild("build", str(copy))
     assert refused.returncode == 1
     assert "Dockerfile:2: source can't be a URL for COPY" in refused.stderr
@@ -178,7 +163,7 @@ def test_https_with_a_trusted_and_an_untrusted_certificate(
     tls.load_cert_chain(cert, key)
     with file_server(tls) as server:
         server.routes["/s.txt"] = Route(b"over tls\n")
-        context = _context(tmp_path, (
+        context = make_context(tmp_path, (
             f"FROM busybox\nADD {server.url('/s.txt')} /s.txt\n"
             'RUN test "$(cat /s.txt)" = "over tls"\n'
         ))
@@ -209,7 +194,7 @@ def test_add_git_ref_subdir_and_keep_git_dir_over_git_daemon(
     first = git("rev-parse", "v1^{commit}", cwd=repository.work)
     with git_daemon(repository.bare.parent) as url:
         remote = f"{url}/repo.git"
-        context = _context(tmp_path, (
+        context = make_context(tmp_path, (
             "FROM busybox\n"
             f"ADD {remote}#v1:docs /guide/\n"
             f"ADD --chown=app {remote} /head/\n"
@@ -223,10 +208,10 @@ def test_add_git_ref_subdir_and_keep_git_dir_over_git_daemon(
         ))
         result = pybuild("build", "--progress", "plain", str(context))
         assert result.returncode == 0, result.stderr
-        assert _summary(result.stderr) == (5, 0)
+        assert summary_counts(result.stderr) == (5, 0)
         cached = pybuild("build", "--progress", "plain", str(context))
         assert cached.returncode == 0, cached.stderr
-        assert _summary(cached.stderr) == (0, 5)
+        assert summary_counts(cached.stderr) == (0, 5)
         # A new commit on main: the steps reading main (and what follows) run again.
         repository.commit({"README": "third\n"}, "third")
         repository.push()
@@ -234,7 +219,7 @@ def test_add_git_ref_subdir_and_keep_git_dir_over_git_daemon(
             "= second", "= third"))
         moved = pybuild("build", "--progress", "plain", str(context))
         assert moved.returncode == 0, moved.stderr
-        assert _summary(moved.stderr) == (4, 1)
+        assert summary_counts(moved.stderr) == (4, 1)
 
 
 def test_add_git_over_smart_http_with_checksum(
@@ -242,19 +227,19 @@ def test_add_git_over_smart_http_with_checksum(
 ) -> None:
     head = git("rev-parse", "HEAD", cwd=repository.work)
     with git_http_server(repository.bare.parent) as (url, _):
-        context = _context(tmp_path, (
+        context = make_context(tmp_path, (
             "FROM busybox\n"
             f"ADD --checksum={head[:12]} {url}/repo.git?branch=main /src\n"
             'RUN test "$(cat /src/README)" = second\n'
         ))
         result = pybuild("build", "--progress", "plain", str(context))
         assert result.returncode == 0, result.stderr
-        wrong = _context(tmp_path, f"FROM busybox\nADD --checksum=0000 {url}/repo.git /src\n")
+        wrong = make_context(tmp_path, f"FROM busybox\nADD --checksum=0000 {url}/repo.git /src\n")
         mismatch = pybuild("build", "--progress", "plain", str(wrong))
         assert mismatch.returncode == 1
         assert f"Dockerfile:2: ADD {url}/repo.git: commit {head} does not match" \
             in mismatch.stderr
-        missing = _context(tmp_path, f"FROM busybox\nADD {url}/repo.git#nope /src\n")
+        missing = make_context(tmp_path, f"FROM busybox\nADD {url}/repo.git#nope /src\n")
         failed = pybuild("build", "--progress", "plain", str(missing))
         assert failed.returncode == 1
         assert "Dockerfile:2: reading" in failed.stderr

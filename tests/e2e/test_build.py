@@ -14,26 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Runner
+from tests.e2e.conftest import Runner, make_context, summary_counts
 
 pytestmark = pytest.mark.root
-
-
-def _context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
-    context = tmp_path / "context"
-    context.mkdir(exist_ok=True)
-    (context / "Dockerfile").write_text(dockerfile)
-    for name, text in (files or {}).items():
-        path = context / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return context
-
-
-def _summary(stderr: str) -> tuple[int, int]:
-    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
-    assert match, stderr
-    return int(match.group(1)), int(match.group(2))
 
 
 def _digest(stderr: str) -> str:
@@ -49,7 +32,7 @@ def _mounts_under(path: Path) -> list[str]:
 
 
 def test_single_stage_build_then_fully_cached(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "COPY foo /etc/foo\n"
         "RUN cp /etc/foo /etc/bar && test \"$(cat /etc/bar)\" = hello\n"
@@ -59,10 +42,10 @@ def test_single_stage_build_then_fully_cached(pybuild: Runner, tmp_path: Path) -
     ), {"foo": "hello\n"})
     first = pybuild("build", "--progress", "plain", "-t", "app", str(context))
     assert first.returncode == 0, first.stderr
-    assert _summary(first.stderr) == (3, 0)
+    assert summary_counts(first.stderr) == (3, 0)
     second = pybuild("build", "--progress", "plain", "-t", "app", str(context))
     assert second.returncode == 0, second.stderr
-    assert _summary(second.stderr) == (0, 3)
+    assert summary_counts(second.stderr) == (0, 3)
     assert "#2 CACHED" in second.stderr
     # A fully cached rebuild writes the very same image (docker keeps the ID too).
     assert _digest(second.stderr) == _digest(first.stderr)
@@ -81,17 +64,17 @@ def test_changed_file_and_build_arg_miss_only_dependent_steps(
         "ARG V=1\n"
         "RUN echo $V > /v\n"
     )
-    context = _context(tmp_path, dockerfile, {"foo": "one"})
+    context = make_context(tmp_path, dockerfile, {"foo": "one"})
     assert pybuild("build", "--progress", "plain", str(context)).returncode == 0
     (context / "foo").write_text("two")
     changed = pybuild("build", "--progress", "plain", str(context))
-    assert _summary(changed.stderr) == (2, 1)
+    assert summary_counts(changed.stderr) == (2, 1)
     arg = pybuild("build", "--progress", "plain", "--build-arg", "V=2", str(context))
-    assert _summary(arg.stderr) == (1, 2)
+    assert summary_counts(arg.stderr) == (1, 2)
 
 
 def test_state_is_visible_in_later_runs(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "ENV A=1\n"
         "WORKDIR /work/dir\n"
@@ -109,7 +92,7 @@ def test_state_is_visible_in_later_runs(pybuild: Runner, tmp_path: Path) -> None
 
 
 def test_multistage_copy_from_and_target(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox AS base\n"
         "RUN echo built > /etc/bar\n"
         "FROM busybox AS unused\n"
@@ -127,7 +110,7 @@ def test_whiteouts_and_opaque_dirs_reach_the_image(
 ) -> None:
     if shutil.which("umoci") is None:
         pytest.skip("umoci is not installed")
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "RUN mkdir -p /d/sub && echo x > /d/sub/f && echo y > /gone\n"
         "RUN rm /gone && rm -r /d && mkdir /d && echo z > /d/new\n"
@@ -143,7 +126,7 @@ def test_whiteouts_and_opaque_dirs_reach_the_image(
 
 
 def test_failing_run_reports_exit_code_and_output(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, "FROM busybox\nRUN echo about to fail && exit 3\n")
+    context = make_context(tmp_path, "FROM busybox\nRUN echo about to fail && exit 3\n")
     result = pybuild("build", "--progress", "plain", str(context))
     assert result.returncode == 1
     assert "exit code: 3" in result.stderr
@@ -158,7 +141,7 @@ def test_store_is_an_oci_layout_skopeo_reads(
 ) -> None:
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed")
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\nLABEL a=b\nEXPOSE 8080\nENTRYPOINT [\"sh\"]\n"
         "RUN echo hi > /hi\n"
     ))
@@ -178,7 +161,7 @@ def test_store_is_an_oci_layout_skopeo_reads(
 
 
 def test_images_inspect_history_tag_rmi(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, "FROM busybox\nRUN touch /x\n")
+    context = make_context(tmp_path, "FROM busybox\nRUN touch /x\n")
     assert pybuild("build", "-t", "one", str(context)).returncode == 0
     assert pybuild("tag", "one", "two:latest").returncode == 0
     listing = pybuild("images").stdout
@@ -194,14 +177,14 @@ def test_images_inspect_history_tag_rmi(pybuild: Runner, tmp_path: Path) -> None
 def test_dockerfile_from_stdin_and_shorthand(pybuild_root: Path, tmp_path: Path) -> None:
     from tests.e2e.conftest import _run
 
-    context = _context(tmp_path, "unused\n")
+    context = make_context(tmp_path, "unused\n")
     result = _run(["-t", "stdin", "--root", str(pybuild_root), "-f", "-", str(context)],
                   stdin="FROM busybox\nRUN true\n")
     assert result.returncode == 0, result.stderr
 
 
 def test_unknown_base_image_is_a_located_error(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, "FROM nosuchimage:1\nRUN true\n")
+    context = make_context(tmp_path, "FROM nosuchimage:1\nRUN true\n")
     result = pybuild("build", str(context))
     assert result.returncode == 1
     assert "Dockerfile:1" in result.stderr and "nosuchimage" in result.stderr
@@ -213,7 +196,7 @@ def test_dockerignore_add_tar_chown_and_onbuild(
 ) -> None:
     import tarfile
 
-    context = _context(tmp_path, "FROM busybox\n", {
+    context = make_context(tmp_path, "FROM busybox\n", {
         "keep/a.txt": "a", "keep/secret.key": "no", "notes.md": "no",
         ".dockerignore": "*.md\n**/*.key\n",
     })
@@ -250,7 +233,7 @@ def test_copy_from_an_image_and_load_of_an_oci_archive(
 ) -> None:
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed")
-    context = _context(tmp_path, "FROM busybox\nRUN echo from-image > /marker\n")
+    context = make_context(tmp_path, "FROM busybox\nRUN echo from-image > /marker\n")
     assert pybuild("build", "-t", "source", str(context)).returncode == 0
     archive = tmp_path / "source.tar"
     subprocess.run(["skopeo", "copy", f"oci:{pybuild_root}:source:latest",
@@ -266,7 +249,7 @@ def test_copy_from_an_image_and_load_of_an_oci_archive(
 
 
 def test_run_gets_home_from_passwd_unless_env_sets_it(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "RUN test \"$HOME\" = /root\n"
         "USER app\n"
@@ -281,7 +264,7 @@ def test_run_gets_home_from_passwd_unless_env_sets_it(pybuild: Runner, tmp_path:
 def test_unchanged_rebuild_is_answered_by_the_journal(
     pybuild: Runner, pybuild_root: Path, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, "FROM busybox\nCOPY foo /foo\nRUN cat /foo\n", {"foo": "x"})
+    context = make_context(tmp_path, "FROM busybox\nCOPY foo /foo\nRUN cat /foo\n", {"foo": "x"})
     import os
     import time as clock
 
@@ -291,16 +274,16 @@ def test_unchanged_rebuild_is_answered_by_the_journal(
     assert first.returncode == 0, first.stderr
     assert list((pybuild_root / "journal").iterdir())
     replayed = pybuild("build", "--progress", "plain", "-t", "j", str(context))
-    assert _summary(replayed.stderr) == (0, 2)
+    assert summary_counts(replayed.stderr) == (0, 2)
     assert _digest(replayed.stderr) == _digest(first.stderr)
     assert "#2 [2/2] RUN cat /foo\n#2 CACHED" in replayed.stderr
     # --no-cache never takes the journal's word for it.
     forced = pybuild("build", "--progress", "plain", "--no-cache", "-t", "j", str(context))
-    assert _summary(forced.stderr) == (2, 0)
+    assert summary_counts(forced.stderr) == (2, 0)
     # Another tag changes the store's index: no replay, a real (cached) build.
     assert pybuild("tag", "busybox", "other").returncode == 0
     rebuilt = pybuild("build", "--progress", "plain", "-t", "j", str(context))
-    assert _summary(rebuilt.stderr) == (0, 2)
+    assert summary_counts(rebuilt.stderr) == (0, 2)
     assert "DONE" in rebuilt.stderr or "CACHED" in rebuilt.stderr
 
 
@@ -315,7 +298,7 @@ def test_ctrl_c_stops_a_running_step_and_leaves_nothing_behind(
     from tests.conftest import REPO
 
     marker = f"pybuild-ctrl-c-{os.getpid()}"
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         # The shell stays (and keeps the marker in its command line) while
         # sleep runs, because something follows it.
         "FROM busybox AS one\nRUN sleep 60 && echo " + marker + "\n"
@@ -349,7 +332,7 @@ def test_ctrl_c_stops_a_running_step_and_leaves_nothing_behind(
 def test_outputs_iidfile_and_save(pybuild: Runner, tmp_path: Path) -> None:
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed")
-    context = _context(tmp_path, "FROM busybox\nRUN echo out > /out\n")
+    context = make_context(tmp_path, "FROM busybox\nRUN echo out > /out\n")
     iid = tmp_path / "iid"
     oci_tar = tmp_path / "image.oci.tar"
     tree = tmp_path / "tree"
@@ -373,7 +356,7 @@ def test_outputs_iidfile_and_save(pybuild: Runner, tmp_path: Path) -> None:
 
 
 def test_build_records_and_rawjson_progress(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, "FROM busybox\nCOPY foo /foo\nRUN cat /foo\nENV A=1\n",
+    context = make_context(tmp_path, "FROM busybox\nCOPY foo /foo\nRUN cat /foo\nENV A=1\n",
                        {"foo": "x"})
     first = pybuild("build", "--progress", "rawjson", str(context))
     assert first.returncode == 0, first.stderr
@@ -400,7 +383,7 @@ def test_build_records_and_rawjson_progress(pybuild: Runner, tmp_path: Path) -> 
 
 
 def test_explain_diff_and_compare_name_what_changed(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\nARG LEVEL=1\nCOPY app/ /app/\nRUN echo $LEVEL > /level\n"
     ), {"app/main.txt": "one", "app/other.txt": "same"})
     first = pybuild("build", "--progress", "plain", str(context))
@@ -431,7 +414,7 @@ def test_chmod_and_chown_make_source_mode_and_owner_irrelevant(
 ) -> None:
     import os
 
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\nCOPY --chmod=0644 --chown=app:app f /f\nCOPY g /g\n"
     ), {"f": "same", "g": "same"})
     assert pybuild("build", "--progress", "plain", "--no-cache", str(context)).returncode == 0
@@ -440,11 +423,11 @@ def test_chmod_and_chown_make_source_mode_and_owner_irrelevant(
     os.chown(context / "f", 1234, 1234)
     os.chown(context / "g", 1234, 1234)
     noise = pybuild("build", "--progress", "plain", str(context))
-    assert _summary(noise.stderr) == (0, 2), noise.stderr
+    assert summary_counts(noise.stderr) == (0, 2), noise.stderr
     # Without --chmod the mode is part of what COPY produces: a change misses.
     os.chmod(context / "g", 0o700)
     changed = pybuild("build", "--progress", "plain", str(context))
-    assert _summary(changed.stderr) == (1, 1), changed.stderr
+    assert summary_counts(changed.stderr) == (1, 1), changed.stderr
 
 
 def test_metadata_file_matches_the_schema_and_hides_arg_values(
@@ -455,7 +438,7 @@ def test_metadata_file_matches_the_schema_and_hides_arg_values(
     from tests.conftest import REPO
 
     schema = json.loads((REPO / "docs" / "metadata.schema.json").read_text())
-    context = _context(tmp_path, "FROM busybox\nARG TOKEN\nRUN test -n \"$TOKEN\"\nENV A=1\n")
+    context = make_context(tmp_path, "FROM busybox\nARG TOKEN\nRUN test -n \"$TOKEN\"\nENV A=1\n")
     metadata = tmp_path / "metadata.json"
     result = pybuild("build", "-t", "meta", "--build-arg", "TOKEN=s3cr3t-value",
                      "--metadata-file", str(metadata), str(context))

@@ -22,6 +22,7 @@ from builder.cachexport.document import CONFIG_MEDIA_TYPE
 from cache.index import CacheIndex
 from cache.records import BuildRecord, BuildRecords
 from tests.conftest import REPO
+from tests.e2e.conftest import summary_counts
 from tests.registry.conftest import LiveRegistry, start_registry
 
 pytestmark = pytest.mark.root
@@ -53,12 +54,6 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stderr
     return result.stderr
-
-
-def _summary(stderr: str) -> tuple[int, int]:
-    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
-    assert match, stderr
-    return int(match.group(1)), int(match.group(2))
 
 
 def _digest(stderr: str) -> str:
@@ -130,13 +125,13 @@ def test_local_cache_max_gives_an_empty_root_every_hit_without_running(
     cache = tmp_path / "cache"
     first = _build(pybuild_root, context, "--cache-to", f"type=local,dest={cache},mode=max",
                    out=tmp_path / "out1")
-    assert _summary(first) == (6, 0)
+    assert summary_counts(first) == (6, 0)
     layout = json.loads((cache / "index.json").read_text())
     assert (cache / "oci-layout").is_file() and len(layout["manifests"]) == 1
 
     second = _build(empty_root, context, "--cache-from", f"type=local,src={cache}",
                     out=tmp_path / "out2")
-    assert _summary(second) == (0, 6)
+    assert summary_counts(second) == (0, 6)
     # The same layers and the same history: the very same image.
     assert _digest(second) == _digest(first)
     assert (tmp_path / "out2" / "stamp").read_text() == (tmp_path / "out1" / "stamp").read_text()
@@ -162,7 +157,7 @@ def test_registry_cache_min_and_max(
     min_ref, max_ref = f"{registry.host}/cx/app:min", f"{registry.host}/cx/app:max"
     first = _build(pybuild_root, context, "--cache-to", f"type=registry,ref={min_ref}",
                    "--cache-to", f"type=registry,ref={max_ref},mode=max", out=tmp_path / "out1")
-    assert _summary(first) == (6, 0)
+    assert summary_counts(first) == (6, 0)
     # The cache is an OCI manifest with pybuild's own config type.
     manifests = registry.storage / "docker/registry/v2/repositories/cx/app/_manifests/tags"
     assert {path.name for path in manifests.iterdir()} == {"min", "max"}
@@ -170,7 +165,7 @@ def test_registry_cache_min_and_max(
     # min: only the final stage's steps travel; the build stage runs again.
     second = _build(empty_root, context, "--cache-from", f"type=registry,ref={min_ref}",
                     out=tmp_path / "out2")
-    assert _summary(second) == (2, 4)
+    assert summary_counts(second) == (2, 4)
     stages = _steps_by_stage(_last_build(empty_root))
     assert stages["build"] == [(0, ""), (0, "")]
     assert stages["1"] == [(1, f"import:{min_ref}")] * 4
@@ -180,7 +175,7 @@ def test_registry_cache_min_and_max(
     third_root = tmp_path / "third-root"
     _ok(_cli(third_root, "load", "-i", str(tmp_path / "busybox.tar")))
     third = _build(third_root, context, "--cache-from", max_ref, out=tmp_path / "out3")
-    assert _summary(third) == (0, 6)
+    assert summary_counts(third) == (0, 6)
     assert _digest(third) == _digest(first)
     assert (tmp_path / "out3/stamp").read_text() == (tmp_path / "out1/stamp").read_text()
     assert all(step.source == f"import:{max_ref}"
@@ -199,14 +194,14 @@ def test_inline_cache_through_a_registry_and_a_loaded_image(
     image = f"{registry.host}/cx/inline:1"
     first = _build(pybuild_root, context, "--cache-to", "type=inline", "-t", image, "--push",
                    out=tmp_path / "out1")
-    assert _summary(first) == (2, 0)
+    assert summary_counts(first) == (2, 0)
     config = json.loads(_ok_stdout(_cli(pybuild_root, "inspect", image)))[0]["Config"]
     assert config["pybuild.cache.v1"]["mode"] == "min"
     assert len(config["pybuild.cache.v1"]["records"]) == 2
 
     second = _build(empty_root, context, "--cache-from", f"type=registry,ref={image}",
                     "--cache-to", "type=inline", out=tmp_path / "out2")
-    assert _summary(second) == (0, 2)
+    assert summary_counts(second) == (0, 2)
     assert _digest(second) == _digest(first)  # the same records, in the same config
     assert (tmp_path / "out2/copy").read_text() == (tmp_path / "out1/stamp").read_text()
 
@@ -218,7 +213,7 @@ def test_inline_cache_through_a_registry_and_a_loaded_image(
     _ok(_cli(third_root, "load", "-i", str(archive)))
     third = _build(third_root, context, "--cache-from", f"type=image,ref={image}",
                    out=tmp_path / "out3")
-    assert _summary(third) == (0, 2)
+    assert summary_counts(third) == (0, 2)
     assert (tmp_path / "out3/copy").read_text() == (tmp_path / "out1/stamp").read_text()
 
 
@@ -244,7 +239,7 @@ def test_cache_from_is_a_per_step_fallback_chain(
                     "--cache-from", f"type=local,src={cache_a}",
                     "--cache-from", f"type=local,src={cache_b}", out=tmp_path / "out2")
     assert f"warning: --cache-from {missing}" in second  # a missing cache is skipped
-    assert _summary(second) == (0, 2)
+    assert summary_counts(second) == (0, 2)
     record = _last_build(empty_root)
     # Each step from the first cache in the list that has it.
     assert [step.source for step in record.step_records] == [
@@ -289,7 +284,7 @@ def test_cache_mounts_travel_with_cache_mounts_true(
         "RUN --mount=type=cache,id=cx-mount,target=/cache cp /cache/value /restored\n"
     ))
     second = _build(empty_root, reader, "--cache-from", ref, out=tmp_path / "out2")
-    assert _summary(second) == (1, 0)
+    assert summary_counts(second) == (1, 0)
     assert (tmp_path / "out2/restored").read_text() == (tmp_path / "out1/seen").read_text()
 
 
@@ -341,5 +336,5 @@ def test_a_miss_after_imported_hits_runs_on_their_fetched_layers(
     changed = _context(tmp_path, "changed", first_file + "RUN cp /a /c\n")
     second = _build(empty_root, changed, "--cache-from", f"type=local,src={cache}",
                     out=tmp_path / "out2")
-    assert _summary(second) == (1, 1)
+    assert summary_counts(second) == (1, 1)
     assert (tmp_path / "out2/c").read_text() == (tmp_path / "out1/a").read_text()

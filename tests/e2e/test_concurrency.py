@@ -13,7 +13,6 @@ update, and the store verifies clean afterwards.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import pytest
 
 from cache.mounts import CacheMounts
 from tests.conftest import REPO
-from tests.e2e.conftest import Runner
+from tests.e2e.conftest import Runner, summary_counts
 
 pytestmark = pytest.mark.root
 
@@ -41,12 +40,6 @@ def _dockerfile(variant: str) -> str:
         + COUNTER
         + "COPY shared.txt /shared.txt\n"
     )
-
-
-def _summary(stderr: str) -> tuple[int, int]:
-    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
-    assert match, stderr
-    return int(match.group(1)), int(match.group(2))
 
 
 def _start(root: Path, context: Path, tag: str) -> subprocess.Popen[str]:
@@ -95,7 +88,7 @@ def test_eight_concurrent_builds_share_results_and_leave_a_consistent_store(
 
     # Distinct steps: COMMON once; the same Dockerfile's 3 steps after it once;
     # each other Dockerfile's 3 steps once (COPY's parent differs per variant).
-    ran = sum(_summary(stderr)[0] for _, stderr in outputs)
+    ran = sum(summary_counts(stderr)[0] for _, stderr in outputs)
     assert ran == 1 + 3 + 4 * 3, [stderr.splitlines()[-1] for _, stderr in outputs]
 
     inspected = json.loads(pybuild("inspect", *(tag for _, tag in jobs)).stdout)
@@ -123,4 +116,4 @@ def test_eight_concurrent_builds_share_results_and_leave_a_consistent_store(
     # And the next build is answered from the cache.
     again = pybuild("build", "--progress", "plain", "-t", "same:0", str(same))
     assert again.returncode == 0, again.stderr
-    assert _summary(again.stderr)[0] == 0
+    assert summary_counts(again.stderr)[0] == 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -21,20 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.conftest import Runner
+from tests.e2e.conftest import Runner, make_context, summary_counts
 
 pytestmark = pytest.mark.root
-
-
-def _context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
-    context = tmp_path / "context"
-    context.mkdir(exist_ok=True)
-    (context / "Dockerfile").write_text(dockerfile)
-    for name, text in (files or {}).items():
-        path = context / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return context
 
 
 def _build(pybuild: Runner, context: Path, out: Path | None = None, *args: str) -> str:
@@ -45,13 +33,6 @@ def _build(pybuild: Runner, context: Path, out: Path | None = None, *args: str) 
     result = pybuild("build", "--progress", "plain", *output, *args, str(context))
     assert result.returncode == 0, result.stderr
     return result.stderr
-
-
-def _summary(stderr: str) -> tuple[int, int]:
-    """(steps run, steps cached) from the summary line."""
-    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
-    assert match, stderr
-    return int(match.group(1)), int(match.group(2))
 
 
 def _entry(tree: Path, path: str) -> tuple[str, int, int, int]:
@@ -73,7 +54,7 @@ def _diff_ids(pybuild: Runner, tag: str) -> list[str]:
 def test_heredocs_make_files_with_expansion_modes_and_owners(
     pybuild: Runner, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "ARG NAME=world\n"
         "ENV GREETING=hello\n"
@@ -127,14 +108,14 @@ def test_heredocs_make_files_with_expansion_modes_and_owners(
 def test_heredoc_content_and_build_args_enter_the_cache_key(
     pybuild: Runner, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\nARG V=1\nCOPY <<'EOF' /raw\n$V\nEOF\nCOPY <<EOF /v\n$V\nEOF\n"
     ))
-    assert _summary(_build(pybuild, context)) == (2, 0)
-    assert _summary(_build(pybuild, context)) == (0, 2)
+    assert summary_counts(_build(pybuild, context)) == (2, 0)
+    assert summary_counts(_build(pybuild, context)) == (0, 2)
     tree = tmp_path / "tree"
     # The quoted heredoc does not see V: only the expanded one misses.
-    assert _summary(_build(pybuild, context, tree, "--build-arg", "V=2")) == (1, 1)
+    assert summary_counts(_build(pybuild, context, tree, "--build-arg", "V=2")) == (1, 1)
     assert (tree / "v").read_text() == "2\n"
     assert (tree / "raw").read_text() == "$V\n"
 
@@ -154,7 +135,7 @@ def _tar_bytes(members: dict[str, tuple[bytes, int, int]]) -> bytes:
 
 
 def test_chown_and_chmod_on_every_source_kind(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox AS stage\n"
         "RUN mkdir -p /src/sub && echo s > /src/s.txt && echo t > /src/sub/t.sh"
         " && chown -R 7:8 /src && chmod 600 /src/s.txt && chmod 700 /src/sub/t.sh\n"
@@ -198,15 +179,15 @@ def test_chown_and_chmod_on_every_source_kind(pybuild: Runner, tmp_path: Path) -
 
 
 def test_chown_errors_name_the_line(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, "FROM busybox\nCOPY --chown=ghost f /f\n", {"f": "x"})
+    context = make_context(tmp_path, "FROM busybox\nCOPY --chown=ghost f /f\n", {"f": "x"})
     result = pybuild("build", str(context))
     assert result.returncode != 0
     assert "unable to find user ghost" in result.stderr and ":2" in result.stderr
     assert "Traceback" not in result.stderr
-    context = _context(tmp_path, "FROM busybox\nCOPY --chown=app:ghosts f /f\n", {"f": "x"})
+    context = make_context(tmp_path, "FROM busybox\nCOPY --chown=app:ghosts f /f\n", {"f": "x"})
     result = pybuild("build", str(context))
     assert result.returncode != 0 and "unable to find group ghosts" in result.stderr
-    context = _context(tmp_path, "FROM busybox\nCOPY --chmod=u+q f /f\n", {"f": "x"})
+    context = make_context(tmp_path, "FROM busybox\nCOPY --chmod=u+q f /f\n", {"f": "x"})
     result = pybuild("build", str(context))
     assert result.returncode != 0 and "invalid chmod parameter: 'u+q'" in result.stderr
 
@@ -227,16 +208,16 @@ def test_link_layer_survives_a_parent_change(pybuild: Runner, tmp_path: Path) ->
         "EOF\n"
         "RUN test -f /app/a.txt && test \"$(cat /marker)\" = {n}\n"
     )
-    context = _context(tmp_path, dockerfile.format(n=1), {"app/a.txt": "a", "app/sub/b": "b"})
+    context = make_context(tmp_path, dockerfile.format(n=1), {"app/a.txt": "a", "app/sub/b": "b"})
     tree = tmp_path / "tree"
     first = _build(pybuild, context, tree, "-t", "linked:1")
-    assert _summary(first) == (6, 0)
+    assert summary_counts(first) == (6, 0)
     (context / "Dockerfile").write_text(dockerfile.format(n=2))
     second = _build(pybuild, context, tree, "-t", "linked:2")
     # The two RUNs that changed and the RUN after the links run; the context and heredoc
     # links stay cached although their parent changed.  The stage link reads a stage
     # that changed, so it runs (and makes the same layer again).
-    assert _summary(second) == (4, 2)
+    assert summary_counts(second) == (4, 2)
     one, two = _diff_ids(pybuild, "linked:1"), _diff_ids(pybuild, "linked:2")
     base = len(_diff_ids(pybuild, "busybox:latest"))
     assert one[base] != two[base]  # RUN echo > /marker
@@ -251,7 +232,7 @@ def test_link_layer_survives_a_parent_change(pybuild: Runner, tmp_path: Path) ->
     # A changed source still misses.
     (context / "app" / "a.txt").write_text("changed")
     third = _build(pybuild, context, tree)
-    assert _summary(third) == (2, 4)
+    assert summary_counts(third) == (2, 4)
     assert (tree / "app" / "a.txt").read_text() == "changed"
 
 
@@ -268,20 +249,20 @@ def test_link_survives_a_new_base_image(
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert imported.returncode == 0, imported.stderr
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "ARG BASE=busybox\nFROM $BASE\nCOPY --link f /opt/f\nCOPY g /opt/g\n"
     ), {"f": "f", "g": "g"})
-    assert _summary(_build(pybuild, context, None, "-t", "on-busybox")) == (2, 0)
+    assert summary_counts(_build(pybuild, context, None, "-t", "on-busybox")) == (2, 0)
     tree = tmp_path / "tree"
     rebased = _build(pybuild, context, tree, "-t", "on-other", "--build-arg", "BASE=other")
-    assert _summary(rebased) == (1, 1)  # only the plain COPY runs again
+    assert summary_counts(rebased) == (1, 1)  # only the plain COPY runs again
     assert _diff_ids(pybuild, "on-other")[-2] == _diff_ids(pybuild, "on-busybox")[-2]
     assert (tree / "etc" / "os-release").read_text() == "other\n"
     assert (tree / "opt" / "f").read_text() == "f"
 
 
 def test_link_destination_ignores_the_parent(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "RUN mkdir -p /srv/real && ln -s /srv/real /srv/via && mkdir -m 0700 /private\n"
         "COPY --link f /srv/via/linked\n"
@@ -306,14 +287,14 @@ def test_link_destination_ignores_the_parent(pybuild: Runner, tmp_path: Path) ->
 
 def test_link_with_chmod_is_an_ordinary_copy(pybuild: Runner, tmp_path: Path) -> None:
     dockerfile = "FROM busybox\nRUN echo {n} > /n\nCOPY --link --chmod=0644 f /f\n"
-    context = _context(tmp_path, dockerfile.format(n=1), {"f": "x"})
-    assert _summary(_build(pybuild, context)) == (2, 0)
+    context = make_context(tmp_path, dockerfile.format(n=1), {"f": "x"})
+    assert summary_counts(_build(pybuild, context)) == (2, 0)
     (context / "Dockerfile").write_text(dockerfile.format(n=2))
-    assert _summary(_build(pybuild, context)) == (2, 0)
+    assert summary_counts(_build(pybuild, context)) == (2, 0)
 
 
 def test_link_refuses_chown_by_name(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\nRUN true\nCOPY --link --chown=app:staff f /f\n"
     ), {"f": "x"})
     result = pybuild("build", str(context))
@@ -337,7 +318,7 @@ PARENTS_FILES = {
 
 
 def test_parents_and_exclude_trees_and_cache(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "COPY --parents ./x/./y/*.txt /p1/\n"
         "COPY --parents x/a.txt z/b.txt /p2/\n"
@@ -348,7 +329,7 @@ def test_parents_and_exclude_trees_and_cache(pybuild: Runner, tmp_path: Path) ->
     ), PARENTS_FILES)
     os.chmod(context / "src" / "x", 0o750)
     tree = tmp_path / "tree"
-    assert _summary(_build(pybuild, context, tree)) == (6, 0)
+    assert summary_counts(_build(pybuild, context, tree)) == (6, 0)
 
     def files(top: str) -> dict[str, str]:
         return {
@@ -372,29 +353,29 @@ def test_parents_and_exclude_trees_and_cache(pybuild: Runner, tmp_path: Path) ->
     (context / "homework" / "notes.txt").write_text("changed")
     (context / "src" / "x" / "y" / "d.log").write_text("changed")
     (context / "unrelated").write_text("new file")
-    assert _summary(_build(pybuild, context)) == (0, 6)
+    assert summary_counts(_build(pybuild, context)) == (0, 6)
     # A file a copy takes still invalidates it (and, through the chain, what follows).
     (context / "src" / "x" / "y" / "c.txt").chmod(0o600)
-    assert _summary(_build(pybuild, context)) == (4, 2)
+    assert summary_counts(_build(pybuild, context)) == (4, 2)
     (context / "homework" / "keep.c").write_text("changed")
-    assert _summary(_build(pybuild, context)) == (3, 3)
+    assert summary_counts(_build(pybuild, context)) == (3, 3)
     # A new file matching an include pattern deep down is seen (** spans directories).
     (context / "src" / "x" / "y" / "new.txt").write_text("new")
-    assert _summary(_build(pybuild, context, tree)) == (4, 2)
+    assert summary_counts(_build(pybuild, context, tree)) == (4, 2)
     assert (tree / "p3" / "src" / "x" / "y" / "new.txt").read_text() == "new"
     assert _entry(tree, "p3/src/x/y/c.txt") == ("f", 0o600, 0, 0)
     assert (tree / "e1" / "keep.c").read_text() == "changed"
 
 
 def test_parents_missing_source_is_an_error(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, "FROM busybox\nCOPY --parents x/./nope /p/\n", {"x/a": "a"})
+    context = make_context(tmp_path, "FROM busybox\nCOPY --parents x/./nope /p/\n", {"x/a": "a"})
     result = pybuild("build", str(context))
     assert result.returncode != 0
     assert '"/x/nope": not found' in result.stderr and "Traceback" not in result.stderr
 
 
 def test_parents_and_exclude_from_a_stage(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox AS build\n"
         "RUN mkdir -p /opt/app/lib /opt/app/doc && echo l > /opt/app/lib/l.so"
         " && echo d > /opt/app/doc/d.txt && echo r > /opt/app/readme.txt"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.conftest import Runner
+from tests.e2e.conftest import Runner, summary_counts
 
 pytestmark = pytest.mark.root
 
@@ -22,12 +22,6 @@ def _context(tmp_path: Path, name: str, dockerfile: str) -> Path:
     context.mkdir()
     (context / "Dockerfile").write_text(dockerfile)
     return context
-
-
-def _summary(stderr: str) -> tuple[int, int]:
-    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
-    assert match, stderr
-    return int(match.group(1)), int(match.group(2))
 
 
 def _digest(stderr: str) -> str:
@@ -90,9 +84,9 @@ def test_du_and_prune_say_what_is_reclaimable_and_why(
     assert image not in after and zeros_layer not in after
     assert all(item["status"] == "kept" for item in after.values())
     # The tagged image still builds from cache, the pruned one runs again.
-    assert _summary(pybuild("build", "--progress", "plain", "-t", "app",
+    assert summary_counts(pybuild("build", "--progress", "plain", "-t", "app",
                             str(tagged)).stderr) == (0, 1)
-    assert _summary(pybuild("build", "--progress", "plain", str(untagged)).stderr) == (1, 0)
+    assert summary_counts(pybuild("build", "--progress", "plain", str(untagged)).stderr) == (1, 0)
 
 
 def test_bad_prune_flags_are_one_line_errors(pybuild: Runner) -> None:
@@ -131,7 +125,7 @@ def test_a_running_build_keeps_the_cache_it_uses_from_a_concurrent_prune(
     finally:
         _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
-    assert _summary(stderr) == (1, 1)
+    assert summary_counts(stderr) == (1, 1)
     assert shared_layer in _layers(pybuild, _digest(stderr))
     verify = pybuild("cache", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -153,7 +147,7 @@ def test_gc_keep_storage_prunes_least_recently_used_cache_after_a_build(
     items = _du(pybuild)
     assert old_layer not in items
     assert _layers(pybuild, "new")[-1] in items  # what this build made stays
-    assert _summary(pybuild("build", "--progress", "plain", str(old)).stderr) == (1, 0)
+    assert summary_counts(pybuild("build", "--progress", "plain", str(old)).stderr) == (1, 0)
 
     # The same policy from ROOT/config.json.
     (pybuild_root / "config.json").write_text('{"gc": {"keepStorage": "1KB"}}')
@@ -183,18 +177,18 @@ def test_no_cache_filter_reruns_only_the_named_stages(
         "COPY --from=app /app /app\n"
         "RUN echo final > /final\n"
     ))
-    assert _summary(pybuild("build", "--progress", "plain", "-t", "s", str(context)).stderr) \
+    assert summary_counts(pybuild("build", "--progress", "plain", "-t", "s", str(context)).stderr) \
         == (5, 0)
     again = pybuild("build", "--progress", "plain", "--no-cache-filter", "app", "-t", "s",
                     str(context))
     assert again.returncode == 0, again.stderr
-    assert _summary(again.stderr) == (2, 3)  # app's two steps ran, the journal did not answer
+    assert summary_counts(again.stderr) == (2, 3)  # app's two steps ran, the journal did not answer
     both = pybuild("build", "--progress", "plain", "--no-cache-filter", "base,APP", "-t", "s",
                    str(context))
-    assert _summary(both.stderr) == (3, 2)
+    assert summary_counts(both.stderr) == (3, 2)
     by_index = pybuild("build", "--progress", "plain", "--no-cache-filter", "2",
                        "--no-cache-filter", "app", str(context))
-    assert _summary(by_index.stderr) == (4, 1)
+    assert summary_counts(by_index.stderr) == (4, 1)
     unknown = pybuild("build", "--no-cache-filter", "nope", str(context))
     assert unknown.returncode == 1
     assert "--no-cache-filter nope: no stage of that name" in unknown.stderr

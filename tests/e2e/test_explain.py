@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Runner
-from tests.e2e.test_build import _context, _summary
+from tests.e2e.conftest import Runner, make_context, summary_counts
 
 pytestmark = pytest.mark.root
 
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.root
 def test_explain_names_a_changed_base_and_the_hit_rate_is_exact(
     pybuild: Runner, busybox_rootfs: Path, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\nRUN echo one > /one\nRUN echo two > /two\n"
         "FROM busybox AS other\nCOPY a /a\n"
         "FROM scratch\nCOPY --from=other /a /a\nCOPY b /b\n"
@@ -27,7 +26,7 @@ def test_explain_names_a_changed_base_and_the_hit_rate_is_exact(
     # COPY are keyed (3 steps). Change b: exactly 2 of 3 hit.
     (context / "b").write_text("B")
     second = pybuild("build", "--progress", "plain", "--explain", str(context))
-    assert _summary(second.stderr) == (1, 2), second.stderr
+    assert summary_counts(second.stderr) == (1, 2), second.stderr
     assert "hit rate 67% (2/3)" in second.stderr
     assert "content changed: b" in second.stderr
     # A new busybox under the same name: the stage built on it misses, and

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Runner
-from tests.e2e.test_build import _context
+from tests.e2e.conftest import Runner, make_context
 
 pytestmark = pytest.mark.root
 
@@ -19,7 +18,7 @@ def _last_build(pybuild: Runner) -> str:
 
 
 def test_builds_logs_prints_every_line_of_a_step(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\nRUN seq 1 3000\nENV X=1\nRUN echo second step; echo to stderr >&2\n"
     ))
     result = pybuild("build", "--progress", "quiet", str(context))
@@ -41,7 +40,7 @@ def test_builds_logs_prints_every_line_of_a_step(pybuild: Runner, tmp_path: Path
 
 def test_a_long_log_is_cut_in_the_middle_and_says_so(pybuild: Runner, tmp_path: Path) -> None:
     # 6 MB of output: more than the 4 MiB head plus the 1 MiB tail that are kept.
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\nRUN yes 0123456789 | head -c 6000000; echo; echo THE-END\n"
     ))
     assert pybuild("build", "--progress", "quiet", str(context)).returncode == 0
@@ -56,7 +55,7 @@ def test_a_long_log_is_cut_in_the_middle_and_says_so(pybuild: Runner, tmp_path: 
 
 
 def test_a_failed_build_keeps_its_logs(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, "FROM busybox\nRUN echo about to fail; exit 3\n")
+    context = make_context(tmp_path, "FROM busybox\nRUN echo about to fail; exit 3\n")
     result = pybuild("build", "--progress", "plain", str(context))
     assert result.returncode != 0
     log = pybuild("builds", "logs", _last_build(pybuild), "1")
@@ -64,7 +63,7 @@ def test_a_failed_build_keeps_its_logs(pybuild: Runner, tmp_path: Path) -> None:
 
 
 def test_builds_compare_reads_two_metadata_files(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, "FROM busybox\nCOPY a /a\nRUN cat /a > /b\nCOPY c /c\n",
+    context = make_context(tmp_path, "FROM busybox\nCOPY a /a\nRUN cat /a > /b\nCOPY c /c\n",
                        {"a": "1", "c": "1"})
     first, second = tmp_path / "run1.json", tmp_path / "run2.json"
     assert pybuild("build", "--metadata-file", str(first), str(context)).returncode == 0

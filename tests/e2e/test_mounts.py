@@ -17,26 +17,9 @@ from pathlib import Path
 import pytest
 
 from cache.mounts import CacheMounts, mount_hex
-from tests.e2e.conftest import Runner
+from tests.e2e.conftest import Runner, make_context, summary_counts
 
 pytestmark = pytest.mark.root
-
-
-def _context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
-    context = tmp_path / "context"
-    context.mkdir(exist_ok=True)
-    (context / "Dockerfile").write_text(dockerfile)
-    for name, text in (files or {}).items():
-        path = context / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return context
-
-
-def _summary(stderr: str) -> tuple[int, int]:
-    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
-    assert match, stderr
-    return int(match.group(1)), int(match.group(2))
 
 
 def _tree(path: Path) -> list[str]:
@@ -46,7 +29,7 @@ def _tree(path: Path) -> list[str]:
 def test_cache_mount_persists_across_builds_and_stays_out_of_the_image(
     pybuild: Runner, pybuild_root: Path, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "RUN --mount=type=cache,target=/var/cache/app "
         "echo run >> /var/cache/app/log && cat /var/cache/app/log\n"
@@ -81,7 +64,7 @@ def test_cache_mount_persists_across_builds_and_stays_out_of_the_image(
 def test_cache_mount_seeded_from_a_stage_and_its_sharing_modes(
     pybuild: Runner, pybuild_root: Path, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox AS deps\n"
         "RUN mkdir -p /seed/sub && echo seeded > /seed/sub/file\n"
         "FROM busybox AS left\n"
@@ -116,7 +99,7 @@ def test_cache_mount_seeded_from_a_stage_and_its_sharing_modes(
 def test_bind_mounts_from_stage_image_and_context(
     pybuild: Runner, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox AS src\n"
         "RUN mkdir -p /data && echo fromstage > /data/f && ln -s f /data/rel "
         "&& ln -s /etc/passwd /data/abs\n"
@@ -152,23 +135,23 @@ def test_bind_mounts_from_stage_image_and_context(
 
 
 def test_bind_of_the_context_is_keyed_by_what_it_reads(pybuild: Runner, tmp_path: Path) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "RUN --mount=type=bind,source=app,target=/app cat /app/main > /built\n"
         "RUN echo after > /after\n"
     ), {"app/main": "one", "other": "x", ".dockerignore": "app/ignored\n"})
-    assert _summary(pybuild("build", "--progress", "plain", str(context)).stderr) == (2, 0)
+    assert summary_counts(pybuild("build", "--progress", "plain", str(context)).stderr) == (2, 0)
     (context / "other").write_text("changed outside the bound source")
     (context / "app" / "ignored").write_text("ignored by .dockerignore")
-    assert _summary(pybuild("build", "--progress", "plain", str(context)).stderr) == (0, 2)
+    assert summary_counts(pybuild("build", "--progress", "plain", str(context)).stderr) == (0, 2)
     (context / "app" / "main").write_text("two")
-    assert _summary(pybuild("build", "--progress", "plain", str(context)).stderr) == (2, 0)
+    assert summary_counts(pybuild("build", "--progress", "plain", str(context)).stderr) == (2, 0)
 
 
 def test_tmpfs_mount_and_nested_targets_leave_nothing_behind(
     pybuild: Runner, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "RUN --mount=type=tmpfs,target=/scratch/deep/er,size=1m "
         "echo x > /scratch/deep/er/f && df /scratch/deep/er | grep -q ' 1024 ' "
@@ -191,7 +174,7 @@ def test_secrets_reach_the_step_and_nothing_else(
     secret_file = tmp_path / "token.txt"
     secret_file.write_text(value)
     digest = hashlib.sha256(value.encode()).hexdigest()  # the Dockerfile must not hold it
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "RUN --mount=type=secret,id=token "
         f"test \"$(sha256sum < /run/secrets/token)\" = '{digest}  -' "
@@ -218,7 +201,7 @@ def test_secrets_reach_the_step_and_nothing_else(
                     "--secret", "id=fromenv,env=PYBUILD_TEST_TOKEN", str(context),
                     env={"PYBUILD_TEST_TOKEN": "other-env"})
     assert again.returncode == 0, again.stderr
-    assert _summary(again.stderr) == (0, 5)
+    assert summary_counts(again.stderr) == (0, 5)
     inspected = pybuild("inspect", "secretive").stdout + pybuild("history", "secretive").stdout
     assert value not in inspected
     for path in pybuild_root.rglob("*"):
@@ -269,7 +252,7 @@ def test_ssh_mount_relays_to_the_agent_socket(
     pybuild: Runner, tmp_path: Path, agent_socket: tuple[Path, list[bytes]]
 ) -> None:
     path, received = agent_socket
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" "
         "&& test \"$SSH_AUTH_SOCK\" = /run/buildkit/ssh_agent.0 "
@@ -285,7 +268,7 @@ def test_ssh_mount_relays_to_the_agent_socket(
                      "--ssh", f"work={path}", str(context))
     assert result.returncode == 0, result.stderr
     assert any(b"hello-agent" in message for message in received), received
-    missing = _context(tmp_path, "FROM busybox\nRUN --mount=type=ssh,required echo no\n")
+    missing = make_context(tmp_path, "FROM busybox\nRUN --mount=type=ssh,required echo no\n")
     refused = pybuild("build", "--progress", "plain", str(missing))
     assert refused.returncode != 0 and "Dockerfile:2" in refused.stderr
     assert "no SSH agent for id default" in refused.stderr
@@ -301,7 +284,7 @@ def test_bad_mounts_are_errors_naming_the_line(pybuild: Runner, tmp_path: Path) 
         ("type=bind,source=nope,target=/n", '"/nope": not found'),
         ("type=secret,id=needed,required=true", "secret needed not found"),
     ):
-        context = _context(tmp_path, f"FROM busybox\nRUN true\nRUN --mount={mount} true\n")
+        context = make_context(tmp_path, f"FROM busybox\nRUN true\nRUN --mount={mount} true\n")
         result = pybuild("build", "--progress", "plain", str(context))
         assert result.returncode != 0, mount
         assert "Dockerfile:3" in result.stderr and message in result.stderr, result.stderr
@@ -311,7 +294,7 @@ def test_bad_mounts_are_errors_naming_the_line(pybuild: Runner, tmp_path: Path) 
 def test_mount_fields_expand_build_args_and_env(
     pybuild: Runner, pybuild_root: Path, tmp_path: Path
 ) -> None:
-    context = _context(tmp_path, (
+    context = make_context(tmp_path, (
         "FROM busybox\n"
         "ARG DIR=/cache/go\n"
         "ENV ID=gomod\n"

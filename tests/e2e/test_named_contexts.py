@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Runner
+from tests.e2e.conftest import Runner, summary_counts
 
 pytestmark = pytest.mark.root
 
@@ -22,12 +21,6 @@ def _write(directory: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return directory
-
-
-def _summary(stderr: str) -> tuple[int, int]:
-    match = re.search(r"pybuild: \d+ steps, (\d+) run, (\d+) cached", stderr)
-    assert match, stderr
-    return int(match.group(1)), int(match.group(2))
 
 
 def _other_image(pybuild: Runner, busybox_rootfs: Path, tmp_path: Path, tag: str) -> None:
@@ -62,7 +55,7 @@ def test_directory_context_for_copy_and_from_with_its_own_dockerignore(
     args = ("build", "--progress", "plain", "--build-context", f"extra={extra}", str(context))
     first = pybuild(*args)
     assert first.returncode == 0, first.stderr
-    assert _summary(first.stderr) == (4, 0)
+    assert summary_counts(first.stderr) == (4, 0)
     # No journal shortcut: a change inside the named directory is seen.
     (extra / "data" / "keep.txt").write_text("changed\n")
     second = pybuild(*args)
