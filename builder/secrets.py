@@ -4,7 +4,8 @@
 ``source``/``src`` names a file, ``env`` a variable of pybuild's own
 environment; ``type=env`` with only ``src`` takes src as the variable's name;
 with neither, the variable named ID is used when it is set, else a file
-named ID.  ``--ssh ID[=SOCKET]`` forwards an ssh-agent socket (default:
+named ID. A file must be there when the flag is read (buildx stats it
+then too), though no step may use it.  ``--ssh ID[=SOCKET]`` forwards an ssh-agent socket (default:
 $SSH_AUTH_SOCK) under ID ("default" when the RUN does not name one).
 
 Only the source is recorded here; a value is read when a step that mounts
@@ -75,11 +76,20 @@ def parse_secret_flag(text: str) -> SecretSource:
         raise UsageError(f"--secret {text!r}: give src= or env=, not both")
     if variable:
         return SecretSource(secret_id, "env", variable)
-    if path:
-        return SecretSource(secret_id, "file", os.path.abspath(path))
-    if secret_id in os.environ:
+    if not path and secret_id in os.environ:
         return SecretSource(secret_id, "env", secret_id)
-    return SecretSource(secret_id, "file", os.path.abspath(secret_id))
+    return _file_source(text, secret_id, os.path.abspath(path or secret_id))
+
+
+def _file_source(text: str, secret_id: str, path: str) -> SecretSource:
+    """A file secret, checked now as buildx checks it: there, and no bigger than BuildKit takes."""
+    try:
+        size = os.stat(path).st_size
+    except OSError as err:
+        raise UsageError(f"--secret {text}: {path}: {err.strerror}") from err
+    if size > MAX_SECRET_BYTES:
+        raise UsageError(f"--secret {text}: {path} is larger than {MAX_SECRET_BYTES} bytes")
+    return SecretSource(secret_id, "file", path)
 
 
 def parse_ssh_flag(text: str) -> SshSource:

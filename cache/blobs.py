@@ -23,7 +23,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Self
 
+import xxhash
+
 from builder.errors import StoreError
+from cache import blobcheck
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -64,6 +67,8 @@ class BlobWriter:
     def __init__(self, store: BlobStore) -> None:
         self._store = store
         self._hash = hashlib.sha256()
+        # The fast checksum later reads are checked against (cache/blobcheck.py).
+        self._checksum = xxhash.xxh3_128()
         self._size = 0
         self._ref: BlobRef | None = None
         self._file, self._temp_path = _open_locked_temp(store.staging_dir)
@@ -90,6 +95,7 @@ class BlobWriter:
             raise StoreError("writing blob: writer is already committed or closed")
         self._file.write(data)
         self._hash.update(data)
+        self._checksum.update(data)
         self._size += len(data)
         return len(data)
 
@@ -121,6 +127,7 @@ class BlobWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             os.fchmod(self._file.fileno(), 0o644)
+            blobcheck.record(self._file.fileno(), self._checksum.hexdigest())
             target = self._store.path(digest)
             if not _refresh(target):
                 try:
@@ -189,9 +196,10 @@ class BlobStore:
     def open(self, digest: str, *, verify: bool = False) -> io.BufferedReader:
         """Open a blob for reading; the caller closes it.
 
-        With ``verify``, reaching the end raises StoreError if the bytes do not
-        hash to ``digest``: a reader that stops early learns nothing, so read
-        to the end before trusting the content.
+        With ``verify``, reaching the end raises StoreError if the bytes are
+        not the blob's (checked against the xxh3-128 recorded when it landed,
+        or else against ``digest``; see cache/blobcheck.py): a reader that
+        stops early learns nothing, so read to the end before trusting it.
         """
         path = self.path(digest)
         try:
@@ -254,13 +262,12 @@ class BlobStore:
 
 
 class _VerifyingReader(io.RawIOBase):
-    """A raw reader that hashes what passes through and checks it at end of file."""
+    """A raw reader that checks what passes through at end of file (cache/blobcheck.py)."""
 
     def __init__(self, raw: io.FileIO, digest: str) -> None:
         super().__init__()
         self._raw = raw
-        self._digest = digest
-        self._hash = hashlib.sha256()
+        self._check = blobcheck.ContentCheck(raw.fileno(), digest)
         self._checked = False
 
     def readable(self) -> bool:
@@ -271,12 +278,10 @@ class _VerifyingReader(io.RawIOBase):
         if count is None:
             return 0
         if count:
-            self._hash.update(memoryview(buffer)[:count])
+            self._check.update(memoryview(buffer)[:count])
         elif not self._checked:
             self._checked = True
-            actual = "sha256:" + self._hash.hexdigest()
-            if actual != self._digest:
-                raise StoreError(f"blob {self._digest} is corrupt: its content hashes to {actual}")
+            self._check.verify()
         return count
 
     def close(self) -> None:

@@ -3,7 +3,9 @@
 Checks, in the order a repair must run them (a corrupt blob dropped first
 makes every tag and cache entry that needed it show up as broken next):
 
-- every blob hashes to its name;
+- every blob hashes to its name, and matches the xxh3-128 recorded on it
+  (cache/blobcheck.py) if it has one: a stale record would make every
+  read of a sound blob fail, so a repair records it afresh;
 - every tag (index.json) reaches a manifest, its config and its layers;
 - every cache index row names a layer blob that exists, of the recorded size;
 - every snapshot is complete (only its ``fs`` dir) and matches its layer: the
@@ -36,8 +38,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import xxhash
+
 from builder.errors import CacheError
-from cache import files
+from cache import blobcheck, files
 from cache.gc import remove_dir, remove_tmp_entry
 from cache.index import CacheIndex
 from cache.keylocks import KeyLocks
@@ -141,12 +145,19 @@ class _Verifier:
                 continue
             names.append(entry.name)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            hashes = list(pool.map(lambda name: _sha256(self.blob_dir / name), names))
-        for name, actual in zip(names, hashes, strict=True):
-            if actual is not None and actual != name:
-                path = self.blob_dir / name
-                self._found("blob", "sha256:" + name, f"its content hashes to sha256:{actual}",
+            hashes = list(pool.map(lambda name: _hash_blob(self.blob_dir / name), names))
+        for name, hashed in zip(names, hashes, strict=True):
+            if hashed is None:
+                continue  # removed meanwhile (a prune): nothing to judge
+            path = self.blob_dir / name
+            if hashed.sha256 != name:
+                self._found("blob", "sha256:" + name,
+                            f"its content hashes to sha256:{hashed.sha256}",
                             fix=functools.partial(_unlink, path))
+            elif hashed.recorded is not None and hashed.recorded != hashed.checksum:
+                self._found("blob", "sha256:" + name,
+                            "the xxh3-128 checksum recorded on it is stale (its content is sound)",
+                            fix=functools.partial(_record_checksum, path, hashed.checksum))
 
     def _tags(self) -> None:
         path = self.root / "index.json"
@@ -323,15 +334,31 @@ class _Verifier:
                             fix=locks.sweep)
 
 
-def _sha256(path: Path) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _BlobHashes:
+    sha256: str
+    checksum: str
+    recorded: str | None
+
+
+def _hash_blob(path: Path) -> _BlobHashes | None:
+    """The blob's sha256 and xxh3-128, and the checksum recorded on it; None if it is gone."""
     digest = hashlib.sha256()
+    checksum = xxhash.xxh3_128()
     try:
         with open(path, "rb", buffering=0) as file:
+            recorded = blobcheck.recorded(file.fileno())
             while chunk := file.read(_CHUNK):
                 digest.update(chunk)
+                checksum.update(chunk)
     except FileNotFoundError:
-        return None  # removed meanwhile (a prune): nothing to judge
-    return digest.hexdigest()
+        return None
+    return _BlobHashes(digest.hexdigest(), checksum.hexdigest(), recorded)
+
+
+def _record_checksum(path: Path, checksum: str) -> None:
+    with contextlib.suppress(FileNotFoundError), open(path, "rb") as file:
+        blobcheck.record(file.fileno(), checksum)
 
 
 def _compare_with_layer(fs: Path, blob: Path) -> str:

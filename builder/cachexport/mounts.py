@@ -45,7 +45,7 @@ def mount_layers(root: Path, blobs: BlobStore) -> list[tuple[str, LayerRef]]:
             if data is None or not data.is_dir():
                 continue
             with blobs.writer() as writer:
-                stats = write_layer(data, cast(BinaryIO, writer))
+                stats = write_layer(data, cast(BinaryIO, writer), digest=False)
                 if stats.is_empty:
                     continue
                 blob = writer.commit()

@@ -1,26 +1,37 @@
-"""Layers recompressed on the way out, streaming, and remembered so the next export reuses them.
+"""Layers recompressed on the way out, streaming, and remembered so later exports reuse them.
 
 The store keeps layers uncompressed (digest == diff_id). An export asking
-for gzip or zstd streams each layer through the compressor into a blob of
-the BlobStore, and ``ROOT/compressed-layers.json`` maps (diff_id, algorithm,
-level) to that blob, so exporting the same image again reads the blob
-instead of compressing. The mapping is only a cache: an entry whose blob gc
-has removed is ignored and recomputed. gzip is compressed pigz-style, in
-1 MiB chunks on a thread pool, each chunk primed with the 32 KiB before it;
-zstd pzstd-style, one frame per 4 MiB on a thread pool. Either way the
-output (and its digest) does not depend on the number of threads, which
-the cache keyed by diff_id and registries' dedupe rely on.
+for gzip or zstd streams each layer through the compressor, and
+``ROOT/compressed-layers.json`` maps (diff_id, algorithm, level) to a blob
+of the BlobStore holding the result, so exporting the same layer again
+reads the blob instead of compressing. The mapping is only a cache: an
+entry whose blob gc has removed is ignored and recomputed.
+
+A copy is kept from a layer's second export on. An archive streams a layer
+in as it compresses; keeping a copy as well means writing every byte twice,
+which costs a fifth of a zstd export, and most layers (a build's new top
+layers) are exported once. So the first export to an archive only notes
+the layer as exported, and the second keeps a copy. Outputs that need the
+blob in the store (a push, an archive on a pipe) keep it from the first.
+
+gzip is compressed pigz-style, in 1 MiB chunks on a thread pool, each
+chunk primed with the 32 KiB before it; zstd pzstd-style, one frame per
+4 MiB on a thread pool. Either way the output (and its digest) does not
+depend on the number of threads, which the cache keyed by diff_id and
+registries' dedupe rely on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import queue
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +46,7 @@ from builder.export.options import Compression
 from builder.export.writeback import EarlyWriteback
 from builder.image import oci
 from cache import files
-from cache.blobs import BlobStore, validate_digest
+from cache.blobs import BlobRef, BlobStore, validate_digest
 
 __all__ = [
     "CompressedLayers",
@@ -50,6 +61,9 @@ _INDEX_NAME = "compressed-layers.json"
 # (an index with another tag is treated as empty and rewritten).
 _INDEX_VERSION = "pybuild.compressed-layers.v1"
 _CHUNK = 1 << 20
+# Layers exported once and not kept (see the module's docstring): the newest
+# this many are remembered; a layer that falls off is kept from its third export.
+_EXPORTED_ONCE_LIMIT = 1024
 # zstd's frames (see _zstd): 4 MiB is twice level 3's window, so a frame loses
 # little to starting afresh; threads are capped to bound memory (a frame
 # buffer and its output per job in flight), not for the bytes' sake.
@@ -88,7 +102,8 @@ class _Entry:
 
 
 class CompressedLayers:
-    """The (diff_id, algorithm, level) → blob mapping in ROOT/compressed-layers.json.
+    """The (diff_id, algorithm, level) → blob mapping in ROOT/compressed-layers.json,
+    and the layers exported once without a copy kept.
 
     Reads take no lock and see a whole file (it is only ever renamed into
     place); writers re-read and merge under an flock, so two exports that
@@ -102,51 +117,84 @@ class CompressedLayers:
 
     def lookup(self, diff_id: str, compression: Compression) -> tuple[str, int] | None:
         """The (digest, size) of the compressed blob, if it is recorded and still stored."""
-        entry = self._read().get(_key(diff_id, compression))
+        entry = self._read().layers.get(_key(diff_id, compression))
         if entry is None or not self._blobs.has(entry.digest):
             return None
         return entry.digest, entry.size
 
-    def record(self, diff_id: str, compression: Compression, digest: str, size: int) -> None:
-        with self._locked():
-            entries = {
-                key: entry for key, entry in self._read().items() if self._blobs.has(entry.digest)
-            }
-            entries[_key(diff_id, compression)] = _Entry(digest, size)
-            content = {
-                "version": _INDEX_VERSION,
-                "layers": {
-                    key: {"digest": entry.digest, "size": entry.size}
-                    for key, entry in sorted(entries.items())
-                },
-            }
-            self._write(oci.canonical_json(content))
+    def exported_before(self, diff_id: str, compression: Compression) -> bool:
+        """Whether this layer was exported so compressed before: noted as exported once,
+        or recorded with a copy that gc has since removed."""
+        key = _key(diff_id, compression)
+        index = self._read()
+        return key in index.exported_once or key in index.layers
 
-    def _read(self) -> dict[str, _Entry]:
+    def record(self, diff_id: str, compression: Compression, digest: str, size: int) -> None:
+        """Remember the kept copy ``digest`` of the layer."""
+        key = _key(diff_id, compression)
+        with self._locked():
+            index = self._read()
+            layers = {
+                name: entry for name, entry in index.layers.items() if self._blobs.has(entry.digest)
+            }
+            layers[key] = _Entry(digest, size)
+            once = {name: when for name, when in index.exported_once.items() if name != key}
+            self._write(_Index(layers, once))
+
+    def note_exported(self, diff_id: str, compression: Compression) -> None:
+        """Remember that the layer was exported so compressed, with no copy kept."""
+        key = _key(diff_id, compression)
+        with self._locked():
+            index = self._read()
+            once = dict(index.exported_once)
+            once[key] = int(time.time())
+            newest = sorted(once.items(), key=lambda item: (item[1], item[0]))
+            self._write(_Index(index.layers, dict(newest[-_EXPORTED_ONCE_LIMIT:])))
+
+    def _read(self) -> _Index:
         try:
             data = self._path.read_bytes()
         except FileNotFoundError:
-            return {}
+            return _Index({}, {})
         try:
             content = json.loads(data)
             if content.get("version") != _INDEX_VERSION:
-                return {}
-            return {
+                return _Index({}, {})
+            layers = {
                 key: _Entry(validate_digest(value["digest"]), int(value["size"]))
                 for key, value in content["layers"].items()
             }
+            once = {str(key): int(when) for key, when in content.get("exportedOnce", {}).items()}
+            return _Index(layers, once)
         except (ValueError, KeyError, TypeError, AttributeError, StoreError):
-            return {}  # a cache: a damaged index costs recompression, nothing more
+            return _Index({}, {})  # a cache: a damaged index costs recompression, nothing more
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, index: _Index) -> None:
+        content: dict[str, object] = {
+            "version": _INDEX_VERSION,
+            "layers": {
+                key: {"digest": entry.digest, "size": entry.size}
+                for key, entry in sorted(index.layers.items())
+            },
+        }
+        if index.exported_once:
+            content["exportedOnce"] = dict(sorted(index.exported_once.items()))
         # Not fsynced: an entry lost in a crash costs one recompression, and an
         # entry whose blob was lost is ignored (lookup checks the blob is there).
         files.write_atomically(
-            self._path, data, staging_dir=self._blobs.staging_dir, durable=False
+            self._path, oci.canonical_json(content), staging_dir=self._blobs.staging_dir,
+            durable=False,
         )
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return files.exclusive_lock(self._lock_path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    layers: dict[str, _Entry]
+    # key → when (unix seconds) it was last exported without a copy kept.
+    exported_once: dict[str, int]
 
 
 def _key(diff_id: str, compression: Compression) -> str:
@@ -164,15 +212,17 @@ def convert_layer(
     written: set[str] | None = None,
     tee: Callable[[bytes], object] | None = None,
 ) -> oci.Descriptor:
-    """The layer as the export writes it: a blob in ``blobs`` and its descriptor.
+    """The layer as the export writes it: its descriptor, and its blob unless only ``tee`` needs it.
 
     An uncompressed layer is compressed as asked (or reused from ``cache``); a
     layer already compressed is kept unless ``compression.force``. The
     returned descriptor carries the media type for the chosen type family.
-    A blob compressed now (hashed as it was written) has its digest added to
-    ``written``, so the archive need not hash it again; its bytes are also
-    handed to ``tee``, piece by piece, as they are made (an archive streams
-    them in while the compressor works). ``tee`` is called only then.
+    A layer compressed now has its bytes handed to ``tee``, piece by piece, as
+    they are made (an archive streams them in while the compressor works);
+    ``tee`` is called only then. Without ``tee``, or from the layer's second
+    export on (see the module's docstring), the result is also stored as a
+    blob, and its digest added to ``written`` (hashed as it was written, so
+    the archive need not hash it again); otherwise no blob is left behind.
     """
     current = layer_algorithm(layer.media_type)
     target = compression.algorithm
@@ -186,14 +236,46 @@ def convert_layer(
     found = cache.lookup(diff_id, compression)
     if found is not None:
         return oci.Descriptor(wanted, *found)
-    with (
-        blobs.open(layer.digest, verify=True) as stored,
-        _decompressed(stored, current) as plain,
-        blobs.writer() as writer,
-    ):
+    keep = tee is None or target == "uncompressed" or cache.exported_before(diff_id, compression)
+    with blobs.open(layer.digest, verify=True) as stored, _decompressed(stored, current) as plain:
+        if not keep:
+            assert tee is not None
+            digest, size = _stream_only(plain, compression, tee)
+            cache.note_exported(diff_id, compression)
+            return oci.Descriptor(wanted, digest, size)
+        ref = _store(blobs, plain, compression, tee)
+    if written is not None:
+        written.add(ref.digest)
+    if target != "uncompressed":
+        cache.record(diff_id, compression, ref.digest, ref.size)
+    return oci.Descriptor(wanted, ref.digest, ref.size)
+
+
+def _stream_only(
+    plain: BinaryIO, compression: Compression, tee: Callable[[bytes], object]
+) -> tuple[str, int]:
+    """Compress ``plain`` into ``tee`` alone; the (digest, size) of what went there."""
+    digest = hashlib.sha256()
+    size = 0
+    # Closed explicitly: a failed write must stop the reading thread before
+    # ``plain`` is closed under it.
+    with contextlib.closing(compress_stream(plain, compression)) as pieces:
+        for piece in pieces:
+            tee(piece)
+            digest.update(piece)
+            size += len(piece)
+    return "sha256:" + digest.hexdigest(), size
+
+
+def _store(
+    blobs: BlobStore,
+    plain: BinaryIO,
+    compression: Compression,
+    tee: Callable[[bytes], object] | None,
+) -> BlobRef:
+    """Compress ``plain`` into a new blob (and into ``tee``, if given)."""
+    with blobs.writer() as writer:
         writeback = EarlyWriteback(writer.fileno())
-        # Closed explicitly: a failed write must stop the reading thread before
-        # ``stored`` is closed under it.
         try:
             with contextlib.closing(compress_stream(plain, compression)) as pieces:
                 for piece in pieces:
@@ -203,12 +285,7 @@ def convert_layer(
                         tee(piece)
         finally:
             writeback.wait()
-        ref = writer.commit()
-    if written is not None:
-        written.add(ref.digest)
-    if target != "uncompressed":
-        cache.record(diff_id, compression, ref.digest, ref.size)
-    return oci.Descriptor(wanted, ref.digest, ref.size)
+        return writer.commit()
 
 
 @contextlib.contextmanager

@@ -16,20 +16,20 @@ import json
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from builder.export import destination
 from builder.export.layout import (
     ArchiveWriter,
     PreparedImage,
+    add_layout_files,
     blob_member,
     index_entries,
-    prepare_image,
+    write_archive,
 )
 from builder.export.options import OutputSpec
 from builder.image import oci
 from builder.image.store import ImageStore, parse_reference
 from cache.blobs import BlobStore
 
-__all__ = ["export_docker", "finish_docker_archive", "write_docker_archive"]
+__all__ = ["export_docker", "finish_docker_archive"]
 
 
 def export_docker(
@@ -42,25 +42,16 @@ def export_docker(
     stdout: BinaryIO | None = None,
 ) -> None:
     """Write one image as a docker-archive at ``spec.dest``, tagged with ``names``."""
-    with destination.open_file(spec.dest, stdout=stdout) as out, ArchiveWriter(out, blobs) as archive:
-        image = prepare_image(
-            store,
-            blobs,
-            manifest,
-            spec.compression,
-            oci_media_types=spec.oci_media_types,
-            archive=archive,
-        )
-        finish_docker_archive(archive, [(image, tuple(names))])
-
-
-def write_docker_archive(
-    out: BinaryIO, blobs: BlobStore, images: Sequence[tuple[PreparedImage, Sequence[str]]]
-) -> None:
-    """Blobs, then manifest.json with one entry per image, index.json and oci-layout;
-    ``out`` stays open."""
-    with ArchiveWriter(out, blobs) as archive:
-        finish_docker_archive(archive, images)
+    write_archive(
+        spec.dest,
+        store,
+        blobs,
+        [(manifest, names)],
+        compression=spec.compression,
+        oci_media_types=spec.oci_media_types,
+        finish=finish_docker_archive,
+        stdout=stdout,
+    )
 
 
 def finish_docker_archive(
@@ -82,9 +73,7 @@ def finish_docker_archive(
         )
     # manifest.json is docker's own file, not a canonical blob: keep docker's key order.
     archive.add_bytes("manifest.json", json.dumps(entries, separators=(",", ":")).encode())
-    archive.add_bytes("index.json", oci.canonical_json(oci.Index(manifests=tuple(index)).to_json()))
-    layout = {"imageLayoutVersion": oci.IMAGE_LAYOUT_VERSION}
-    archive.add_bytes("oci-layout", oci.canonical_json(layout))
+    add_layout_files(archive, index)
 
 
 def _repo_tags(names: Sequence[str]) -> list[str]:

@@ -11,25 +11,30 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Self
 
 from builder.errors import StoreError
+from builder.export import destination
 from builder.export.compression import CompressedLayers, convert_layer, layer_algorithm
 from builder.export.options import Compression
 from builder.export.tarwriter import BlobTar
 from builder.image import oci
 from builder.image.store import ImageStore, parse_reference
+from cache.blobcheck import ContentCheck
 from cache.blobs import BlobStore
 
 __all__ = [
     "ArchiveWriter",
+    "Finish",
     "PreparedImage",
+    "add_layout_files",
     "blob_member",
     "index_entries",
     "prepare_image",
     "qualified_name",
+    "write_archive",
 ]
 
 _CONTAINERD_NAME = "io.containerd.image.name"
@@ -115,6 +120,51 @@ def prepare_image(
     )
 
 
+# What an archive format adds once the images' blobs are in: its own files.
+Finish = Callable[["ArchiveWriter", Sequence[tuple[PreparedImage, Sequence[str]]]], None]
+
+
+def write_archive(
+    dest: str,
+    store: ImageStore,
+    blobs: BlobStore,
+    images: Sequence[tuple[oci.Descriptor, Sequence[str]]],
+    *,
+    compression: Compression,
+    oci_media_types: bool,
+    finish: Finish,
+    stdout: BinaryIO | None = None,
+) -> None:
+    """One archive of ``images`` (manifest, names) at ``dest``, atomically, or to stdout.
+
+    Each image's layers go in as they are made ready, in order; then ``finish``
+    adds what is left (config and manifest blobs) and the format's own files.
+    """
+    with destination.open_file(dest, stdout=stdout) as out, ArchiveWriter(out, blobs) as archive:
+        prepared = [
+            (
+                prepare_image(
+                    store,
+                    blobs,
+                    manifest,
+                    compression,
+                    oci_media_types=oci_media_types,
+                    archive=archive,
+                ),
+                tuple(names),
+            )
+            for manifest, names in images
+        ]
+        finish(archive, prepared)
+
+
+def add_layout_files(archive: ArchiveWriter, entries: Sequence[oci.Descriptor]) -> None:
+    """index.json naming ``entries``, and oci-layout: what makes the tar an OCI image layout."""
+    archive.add_bytes("index.json", oci.canonical_json(oci.Index(manifests=tuple(entries)).to_json()))
+    layout = {"imageLayoutVersion": oci.IMAGE_LAYOUT_VERSION}
+    archive.add_bytes("oci-layout", oci.canonical_json(layout))
+
+
 def qualified_name(name: str) -> str:
     """docker.io/library/app:latest for app: the full name containerd labels images with."""
     reference = str(parse_reference(name))
@@ -152,9 +202,10 @@ class ArchiveWriter:
 
     Leaving the block normally ends the archive; leaving it by an exception
     writes nothing more (the destination is discarded anyway). ``out`` stays open.
-    Every blob's bytes are checked against its digest once: as they are copied in,
-    or, for a blob this export has just written (and hashed while writing it),
-    already; those the kernel copies without them passing through Python.
+    Every blob's bytes are checked once: as they are copied in (against the
+    checksum recorded when the blob landed, or its digest), or, for a blob this
+    export has just written (and hashed while writing it), already; those the
+    kernel copies without them passing through Python.
     """
 
     def __init__(self, out: BinaryIO, blobs: BlobStore) -> None:
@@ -165,7 +216,8 @@ class ArchiveWriter:
         self._add_directory("blobs/sha256")
 
     def add_blob(self, digest: str, *, hashed: bool = False) -> None:
-        """Copy a stored blob in; checked against its digest unless ``hashed`` (just written)."""
+        """Copy a stored blob in; its bytes are checked (cache/blobcheck.py) unless
+        ``hashed`` (this export has just written them)."""
         name = blob_member(digest)
         if name in self._written:
             return
@@ -181,13 +233,11 @@ class ArchiveWriter:
             if hashed:
                 self._tar.add_file(header, fd)
                 return
-            content = hashlib.sha256()
+            content = ContentCheck(fd, digest)
             self._tar.add_file(header, fd, update=content.update)
             if os.pread(fd, 1, size):
                 raise StoreError(f"exporting blob {digest}: it grew while being read")
-            actual = "sha256:" + content.hexdigest()
-            if actual != digest:
-                raise StoreError(f"blob {digest} is corrupt: its content hashes to {actual}")
+            content.verify()
         except OSError as err:
             raise StoreError(f"exporting blob {digest}: {err.strerror or err}") from err
         finally:

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from builder.errors import StoreError, UsageError
-from builder.export import destination
 from builder.export.docker import finish_docker_archive
-from builder.export.layout import ArchiveWriter, PreparedImage, prepare_image
+from builder.export.layout import write_archive
 from builder.export.oci import finish_oci_archive
 from builder.export.options import Compression
 from builder.image import oci
@@ -55,20 +54,16 @@ def save(
         tag = _tag_of(name, tags)
         if tag is not None and tag not in by_manifest[manifest.digest][1]:
             by_manifest[manifest.digest][1].append(tag)
-    with destination.open_file(dest, stdout=stdout) as out, ArchiveWriter(out, blobs) as archive:
-        images: list[tuple[PreparedImage, tuple[str, ...]]] = [
-            (
-                prepare_image(
-                    store, blobs, manifest, compression, oci_media_types=oci_types, archive=archive
-                ),
-                tuple(image_tags),
-            )
-            for manifest, image_tags in by_manifest.values()
-        ]
-        if format == "docker":
-            finish_docker_archive(archive, images)
-        else:
-            finish_oci_archive(archive, images)
+    write_archive(
+        dest,
+        store,
+        blobs,
+        [(manifest, image_tags) for manifest, image_tags in by_manifest.values()],
+        compression=compression,
+        oci_media_types=oci_types,
+        finish=finish_docker_archive if format == "docker" else finish_oci_archive,
+        stdout=stdout,
+    )
 
 
 def _tag_of(name: str, tags: frozenset[str]) -> str | None:

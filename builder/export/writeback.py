@@ -14,7 +14,7 @@ import threading
 
 __all__ = ["EarlyWriteback"]
 
-_EVERY = 16 << 20
+_EVERY = 4 << 20
 
 
 class EarlyWriteback:

@@ -290,8 +290,9 @@ class LayerExecutor:
         from builder.snapshot.diff import write_layer
 
         with self._blobs.writer() as writer:
+            # The writer hashes what it stores: the digest is its commit's.
             stats = write_layer(
-                upper, cast(BinaryIO, writer), source_date_epoch=self._epoch
+                upper, cast(BinaryIO, writer), source_date_epoch=self._epoch, digest=False
             )
             if stats.is_empty:
                 return None

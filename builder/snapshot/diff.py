@@ -45,14 +45,15 @@ class LayerStats:
     """What write_layer wrote: entries (PAX headers not counted), tar bytes, digest.
 
     ``diff_id`` is ``sha256:<hex>`` of the uncompressed stream, which is what
-    an OCI image config lists in rootfs.diff_ids.  ``is_empty`` means the
+    an OCI image config lists in rootfs.diff_ids (None when the caller's ``out``
+    hashes the stream itself; see write_layer).  ``is_empty`` means the
     upper dir held no change; the caller then adds no layer.
     """
 
     entries: int
     bytes: int
     is_empty: bool
-    diff_id: str
+    diff_id: str | None
 
 
 @dataclass(slots=True)
@@ -69,10 +70,10 @@ class _Sink:
 
     __slots__ = ("_buffer", "_hash", "_out", "chunk", "written")
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, *, digest: bool) -> None:
         self._out = out
         self._buffer = bytearray()
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if digest else None
         self.written = 0
         # One read buffer for every file: allocating (and zeroing) a fresh
         # megabyte per file cost more than the copying itself.
@@ -82,7 +83,8 @@ class _Sink:
         if len(data) >= _FLUSH_AT:
             # Big chunks skip the buffer rather than being copied into it.
             self.flush()
-            self._hash.update(data)
+            if self._hash is not None:
+                self._hash.update(data)
             self._out.write(data)
             self.written += len(data)
             return
@@ -92,13 +94,14 @@ class _Sink:
 
     def flush(self) -> None:
         if self._buffer:
-            self._hash.update(self._buffer)
+            if self._hash is not None:
+                self._hash.update(self._buffer)
             self._out.write(self._buffer)
             self.written += len(self._buffer)
             self._buffer = bytearray()
 
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+    def diff_id(self) -> str | None:
+        return None if self._hash is None else "sha256:" + self._hash.hexdigest()
 
 
 def write_layer(
@@ -107,6 +110,7 @@ def write_layer(
     *,
     source_date_epoch: int | None = None,
     userxattr: bool = False,
+    digest: bool = True,
 ) -> LayerStats:
     """Write ``upper`` as an uncompressed OCI layer tar to ``out``; the caller closes ``out``.
 
@@ -124,8 +128,12 @@ def write_layer(
     ``userxattr`` says the overlay was mounted with userxattr, so opaque
     directories carry user.overlay.opaque rather than trusted.overlay.opaque.
     Overlay's own xattrs of either namespace never go into the layer.
+
+    ``digest=False`` leaves the diff_id out, for an ``out`` that hashes what it
+    is given anyway (a blob writer): hashing every layer twice cost a
+    CPU-second per GB of layer.
     """
-    sink = _Sink(out)
+    sink = _Sink(out, digest=digest)
     entries = 0
     walk = _WalkState(
         opaque_xattr=b"user.overlay.opaque" if userxattr else b"trusted.overlay.opaque",
@@ -143,7 +151,7 @@ def write_layer(
         entries=entries,
         bytes=sink.written,
         is_empty=entries == 0,
-        diff_id=f"sha256:{sink.hexdigest()}",
+        diff_id=sink.diff_id(),
     )
 
 

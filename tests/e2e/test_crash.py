@@ -1,7 +1,8 @@
 """Crash safety: builds killed at random moments, and a disk that fills up mid-commit.
 
-Fifty-two builds, two at a time, are SIGKILLed a random 0-1.5 s after a
-chosen moment (its start, or a progress line): while Python starts, while a
+Fifty-two builds, two at a time, are SIGKILLed at a random time after a
+chosen moment (its start, or a progress line), within how long a build was
+seen to run on from that moment on this machine: while Python starts, while a
 RUN writes, while its upper dir becomes a layer, while the image is exported
 (-o type=oci) or the cache is exported (--cache-to), while the other build
 waits for a step this one runs.  After every kill the store must verify with
@@ -47,12 +48,15 @@ DOCKERFILE = (
 # Where a kill lands: a random delay after the build prints one of these (None:
 # after the start, while Python starts and plans).  Progress lines come when
 # a step starts, so a short delay lands in the RUN, or in turning its upper
-# dir into a layer; the summary line comes before -o's export runs.
+# dir into a layer; the summary line comes before -o's export runs.  The
+# delay is drawn from up to how long a calibration build ran on after the
+# moment (so the kills land inside builds however fast the machine is), and
+# the build kind it is measured with.
 MOMENTS = {
-    "startup": (None, 1.5),
-    "run-or-commit": ("#2 [2/4] RUN", 0.6),
-    "copy-commit-or-cache-export": ("#4 [4/4] COPY", 0.6),
-    "export": ("pybuild: ", 0.15),
+    "startup": (None, "plain"),
+    "run-or-commit": ("#2 [2/4] RUN", "plain"),
+    "copy-commit-or-cache-export": ("#4 [4/4] COPY", "cache-to"),
+    "export": ("pybuild: ", "export"),
 }
 # Which moments each kind of build is killed at (picked at random).
 KIND_MOMENTS = {
@@ -67,6 +71,7 @@ class _Build:
     """A build whose progress is watched, to kill it at a chosen moment."""
 
     def __init__(self, root: Path, context: Path, args: list[str]) -> None:
+        self.started = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "builder", "build", "--root", str(root), "--progress",
              "plain", *args, str(context)],
@@ -104,6 +109,26 @@ class _Build:
         if self.process.stderr is not None:
             self.process.stderr.close()
         return alive
+
+
+def _kind_args(kind: str, value: str, export: Path, cache_dir: Path) -> list[str]:
+    args = ["--build-arg", f"N={value}", "-t", "crash:latest"]
+    if kind == "export":
+        args += ["-o", f"type=oci,dest={export}"]
+    elif kind == "cache-to":
+        args += ["--cache-to", f"type=local,dest={cache_dir},mode=max"]
+    return args
+
+
+def _runs_on_after(build: _Build, moment: str) -> float:
+    """Seconds ``build`` ran on after ``moment``, left to finish."""
+    trigger = MOMENTS[moment][0]
+    if trigger is not None:
+        build.wait_for(trigger)
+    since = build.started if trigger is None else time.monotonic()
+    build.process.wait()
+    build.kill()  # reaps it and ends the reader
+    return time.monotonic() - since
 
 
 def _kill_at(outcomes: dict[int, bool], slot: int, build: _Build, moment: str,
@@ -147,6 +172,12 @@ def test_builds_killed_at_random_moments_never_corrupt_the_store(
     cache_dir = tmp_path / "cache"
     rng = random.Random(20240611)
     kinds = ["plain", "export", "cache-to", "repeat"]
+    windows = {
+        moment: max(0.05, 0.9 * _runs_on_after(
+            _Build(pybuild_root, context, _kind_args(kind, f"calibrate-{moment}", export,
+                                                     cache_dir)), moment))
+        for moment, (_, kind) in MOMENTS.items()
+    }
     killed: dict[str, int] = dict.fromkeys(MOMENTS, 0)
     # Two builds at a time (so kills also land on a build holding a step's
     # lock that the other waits for), each killed from its own thread.
@@ -157,14 +188,10 @@ def test_builds_killed_at_random_moments_never_corrupt_the_store(
             # "repeat" builds what its partner builds: the two share steps, and
             # kills land among cache hits, the journal and tagging.
             value = str(number - 1 if kind == "repeat" else number)
-            args = ["--build-arg", f"N={value}", "-t", "crash:latest"]
-            if kind == "export":
-                args += ["-o", f"type=oci,dest={export}"]
-            elif kind == "cache-to":
-                args += ["--cache-to", f"type=local,dest={cache_dir},mode=max"]
+            args = _kind_args(kind, value, export, cache_dir)
             moment = rng.choice(KIND_MOMENTS[kind])
             plans.append((_Build(pybuild_root, context, args), moment,
-                          rng.uniform(0.0, MOMENTS[moment][1])))
+                          rng.uniform(0.0, windows[moment])))
         outcomes: dict[int, bool] = {}
         threads = [threading.Thread(target=_kill_at, args=(outcomes, slot, *plan))
                    for slot, plan in enumerate(plans)]
@@ -180,7 +207,7 @@ def test_builds_killed_at_random_moments_never_corrupt_the_store(
         if pair % 7 == 6:
             prune(pybuild_root, PruneOptions(all=True))  # also after crashes, prune is safe
             assert _broken(pybuild_root) == []
-    print(f"kills by moment: {killed}")  # shown with pytest -s
+    print(f"kills by moment: {killed}, windows {windows}")  # shown with pytest -s
     assert sum(killed.values()) >= 40, killed
     assert all(count >= 2 for count in killed.values()), killed
 

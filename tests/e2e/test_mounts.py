@@ -291,6 +291,19 @@ def test_bad_mounts_are_errors_naming_the_line(pybuild: Runner, tmp_path: Path) 
         assert "Traceback" not in result.stderr
 
 
+def test_a_secret_file_that_is_not_there_is_refused_before_the_build(
+    pybuild: Runner, tmp_path: Path
+) -> None:
+    # As buildx: the file is checked when the flag is read, used by a step or not.
+    context = make_context(tmp_path, "FROM busybox\nRUN true\n")
+    missing = tmp_path / "nonexistent"
+    result = pybuild("build", "--progress", "plain", "--secret", f"id=x,src={missing}",
+                     str(context))
+    assert result.returncode != 0
+    assert f"--secret id=x,src={missing}: {missing}: No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr and "RUN true" not in result.stderr
+
+
 def test_mount_fields_expand_build_args_and_env(
     pybuild: Runner, pybuild_root: Path, tmp_path: Path
 ) -> None:

@@ -112,29 +112,69 @@ def test_docker_media_types_with_docker_output(
     assert {layer["mediaType"] for layer in manifest["layers"]} == {oci.DOCKER_LAYER_GZIP}
 
 
-def test_second_export_reuses_the_compressed_blobs(
+def _export_to_file(store: ImageStore, image: oci.Descriptor, path: Path, options: str) -> None:
+    export(store, store.blobs, image, names=(), spec=parse_output(f"type=oci,dest={path}{options}"))
+
+
+def test_a_first_export_to_a_file_keeps_no_copy_the_second_keeps_one_the_third_reuses_it(
     store: ImageStore, image: oci.Descriptor, tmp_path: Path
 ) -> None:
-    spec = parse_output(f"type=oci,dest={tmp_path / 'one.tar'},compression=zstd")
-    export(store, store.blobs, image, names=(), spec=spec)
+    compression = parse_output("type=oci,dest=x,compression=zstd").compression
     cache = CompressedLayers(store.blobs)
     diff_ids = store.config(image).diff_ids
-    found = [cache.lookup(diff_id, spec.compression) for diff_id in diff_ids]
+    blobs_before = set(store.blobs.iter_digests())
+
+    _export_to_file(store, image, tmp_path / "one.tar", ",compression=zstd")
+    assert set(store.blobs.iter_digests()) == blobs_before  # streamed in, not kept
+    assert [cache.lookup(diff_id, compression) for diff_id in diff_ids] == [None] * len(diff_ids)
+    assert all(cache.exported_before(diff_id, compression) for diff_id in diff_ids)
+
+    _export_to_file(store, image, tmp_path / "two.tar", ",compression=zstd")
+    found = [cache.lookup(diff_id, compression) for diff_id in diff_ids]
     assert all(found)
     blob_times = {d: os.stat(store.blobs.path(d)).st_mtime_ns for d, _ in found}  # type: ignore[misc]
     index_before = (store.root / "compressed-layers.json").read_bytes()
-    spec_two = parse_output(f"type=oci,dest={tmp_path / 'two.tar'},compression=zstd")
-    export(store, store.blobs, image, names=(), spec=spec_two)
-    assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "two.tar").read_bytes()
+
+    _export_to_file(store, image, tmp_path / "three.tar", ",compression=zstd")
+    one = (tmp_path / "one.tar").read_bytes()
+    assert one == (tmp_path / "two.tar").read_bytes() == (tmp_path / "three.tar").read_bytes()
     assert (store.root / "compressed-layers.json").read_bytes() == index_before
     assert {d: os.stat(store.blobs.path(d)).st_mtime_ns for d in blob_times} == blob_times
+
+
+def test_an_export_to_a_pipe_keeps_a_copy_from_the_first(
+    store: ImageStore, image: oci.Descriptor
+) -> None:
+    # A pipe cannot take a member's header after its body: the blob is made first.
+    spec = parse_output("type=oci,dest=-,compression=zstd")
+    export(store, store.blobs, image, names=(), spec=spec, stdout=io.BytesIO())
+    cache = CompressedLayers(store.blobs)
+    assert all(cache.lookup(d, spec.compression) for d in store.config(image).diff_ids)
+
+
+def test_layers_exported_once_are_remembered_up_to_a_limit(
+    store: ImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builder.export.compression as compression_module
+
+    monkeypatch.setattr(compression_module, "_EXPORTED_ONCE_LIMIT", 3)
+    cache = CompressedLayers(store.blobs)
+    zstd = Compression("zstd", 3)
+    diff_ids = ["sha256:" + f"{n:064x}" for n in range(5)]
+    clock = iter(range(1000, 2000))
+    monkeypatch.setattr(compression_module.time, "time", lambda: next(clock))
+    for diff_id in diff_ids:
+        cache.note_exported(diff_id, zstd)
+    assert [cache.exported_before(d, zstd) for d in diff_ids] == [False, False, True, True, True]
+    assert not cache.exported_before(diff_ids[-1], Compression("zstd", 4))  # the level counts
 
 
 def test_cache_entry_whose_blob_is_gone_is_recompressed(
     store: ImageStore, image: oci.Descriptor, tmp_path: Path
 ) -> None:
+    for _ in range(2):  # the second export keeps a copy
+        _export_to_file(store, image, tmp_path / "one.tar", "")
     spec = parse_output(f"type=oci,dest={tmp_path / 'one.tar'}")
-    export(store, store.blobs, image, names=(), spec=spec)
     diff_id = store.config(image).diff_ids[0]
     found = CompressedLayers(store.blobs).lookup(diff_id, spec.compression)
     assert found is not None
@@ -234,7 +274,8 @@ def test_a_damaged_cached_blob_is_refused(
     store: ImageStore, image: oci.Descriptor, tmp_path: Path
 ) -> None:
     spec = parse_output(f"type=oci,dest={tmp_path / 'one.tar'},compression=zstd")
-    export(store, store.blobs, image, names=(), spec=spec)
+    for _ in range(2):  # the second export keeps a copy
+        export(store, store.blobs, image, names=(), spec=spec)
     diff_id = store.config(image).diff_ids[-1]
     found = CompressedLayers(store.blobs).lookup(diff_id, spec.compression)
     assert found is not None

@@ -127,19 +127,31 @@ def test_secret_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("API_TOKEN", "from-env")
     monkeypatch.delenv("NOT_SET", raising=False)
+    (tmp_path / "file").write_bytes(b"value\n")
+    (tmp_path / "NOT_SET").write_bytes(b"a file named as the id\n")
     assert parse_secret_flag("id=a,src=file") == SecretSource("a", "file", str(tmp_path / "file"))
     assert parse_secret_flag("id=a,env=API_TOKEN") == SecretSource("a", "env", "API_TOKEN")
     assert parse_secret_flag("type=env,id=a,src=API_TOKEN") == SecretSource("a", "env",
                                                                             "API_TOKEN")
     assert parse_secret_flag("id=API_TOKEN") == SecretSource("API_TOKEN", "env", "API_TOKEN")
-    assert parse_secret_flag("id=NOT_SET").kind == "file"
-    (tmp_path / "file").write_bytes(b"value\n")
+    assert parse_secret_flag("id=NOT_SET") == SecretSource("NOT_SET", "file",
+                                                           str(tmp_path / "NOT_SET"))
     assert read_secret(parse_secret_flag("id=a,src=file")) == b"value\n"
     assert read_secret(parse_secret_flag("id=a,env=API_TOKEN")) == b"from-env"
     assert read_secret(SecretSource("a", "file", str(tmp_path / "missing"))) is None
     for bad in ("src=file", "id=a,colour=red", "id=a,type=vault", "id=a,src=f,env=V", "id"):
         with pytest.raises(UsageError):
             parse_secret_flag(bad)
+
+
+def test_a_secret_file_must_be_there_and_small_when_the_flag_is_read(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    with pytest.raises(UsageError, match=f"--secret id=x,src={missing}: {missing}: No such file"):
+        parse_secret_flag(f"id=x,src={missing}")
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (500 * 1024 + 1))
+    with pytest.raises(UsageError, match="is larger than 512000 bytes"):
+        parse_secret_flag(f"id=x,src={big}")
 
 
 def test_ssh_flag_wants_a_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

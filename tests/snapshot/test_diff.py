@@ -94,6 +94,18 @@ EXPECTED = [
 
 
 @needs_root
+def test_without_a_digest_the_bytes_are_the_same_and_the_diff_id_is_left_out(
+    tmp_path: Path,
+) -> None:
+    upper = _build_upper(tmp_path)
+    data, stats = _layer(upper)
+    out = io.BytesIO()
+    unhashed = write_layer(upper, out, digest=False)
+    assert out.getvalue() == data
+    assert unhashed == LayerStats(stats.entries, stats.bytes, stats.is_empty, diff_id=None)
+
+
+@needs_root
 def test_upper_dir_becomes_exact_oci_headers(tmp_path: Path) -> None:
     data, stats = _layer(_build_upper(tmp_path))
     assert members_of(data) == EXPECTED
