@@ -51,7 +51,7 @@ def test_parse_json_of_the_example() -> None:
     healthcheck = next(c for c in commands if c["cmd"] == "HEALTHCHECK")
     assert healthcheck == {
         "cmd": "HEALTHCHECK", "sub_cmd": None, "json": True, "flags": ["--interval=30s", "--timeout=3s"],
-        "value": ["CMD", "hello"], "start_line": 35, "end_line": 36, "heredocs": [],
+        "value": ["CMD", "hello"], "start_line": 37, "end_line": 38, "heredocs": [],
     }
 
 

@@ -5,9 +5,10 @@ triggers run first), an earlier stage's state (with the ARGs it declared,
 as BuildKit's child stages inherit them), or scratch.  Each instruction's
 words are expanded exactly as the planner expands them (expansion.py, which
 reports the names a word read but nobody set), against the ARG values and
-ENV of that moment.  Rules checked on the way: UndefinedVar,
-SecretsUsedInArgOrEnv, LegacyKeyValueFormat, JSONArgsRecommended,
-MultipleInstructionsDisallowed, WorkdirRelativePath, CopyIgnoredFile.
+ENV of that moment.  Rules checked on the way: InvalidBaseImagePlatform,
+UndefinedVar, SecretsUsedInArgOrEnv, LegacyKeyValueFormat,
+JSONArgsRecommended, MultipleInstructionsDisallowed, WorkdirRelativePath,
+CopyIgnoredFile.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class _StageText:
     start: commands.From
     base_name: str
     body: list[tuple[Node, commands.Instruction]]
+    platform: str = ""  # FROM --platform, expanded; "" when not given
 
 
 @dataclass
@@ -109,6 +111,8 @@ def check_stages(
             state = _Scope(ImageSettings(env=(("PATH", DEFAULT_PATH),)))
         else:
             image = _look_up(resolve_image, stage)
+            if image is not None:
+                _check_platform(stage, image, linter)
             settings = image.settings if image is not None else ImageSettings()
             if not any(name == "PATH" for name, _ in settings.env):
                 settings = settings.with_env("PATH", DEFAULT_PATH)
@@ -117,6 +121,46 @@ def check_stages(
         for node, instruction in [*triggers, *stage.body]:
             walker.dispatch(state, node, instruction)
         finals[stage.index] = state
+
+
+def _check_platform(stage: _StageText, image: BaseImage, linter: Linter) -> None:
+    """InvalidBaseImagePlatform: the base's OS and architecture against FROM --platform, or
+    the build's target platform; compared, and shown, as containerd normalizes them."""
+    from builder.plan.planner import platform_args
+
+    expected = _normalized_platform(stage.platform or platform_args()["TARGETPLATFORM"])
+    actual = _normalized_platform(f"{image.os}/{image.architecture}")
+    if expected is None or actual is None or expected[:2] == actual[:2]:
+        return
+    message = rules.invalid_base_image_platform(
+        stage.base_name, "/".join(filter(None, expected)), "/".join(filter(None, actual))
+    )
+    linter.report(rules.INVALID_BASE_IMAGE_PLATFORM, message, stage.start.location)
+
+
+# containerd's platforms.Normalize: other spellings of an architecture, and the
+# variant an architecture has when none is given.
+_ARCH_ALIASES = {"i386": "386", "x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64",
+                 "armhf": "arm", "armel": "arm"}
+_ALIAS_VARIANTS = {"armhf": "v7", "armel": "v6"}
+_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
+
+
+def _normalized_platform(text: str) -> tuple[str, str, str] | None:
+    """(os, architecture, variant) of an OS/ARCH[/VARIANT] string; None if it is none."""
+    parts = text.strip().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        return None
+    os_name, arch = go_lower(parts[0]), go_lower(parts[1])
+    variant = go_lower(parts[2]) if len(parts) == 3 else _ALIAS_VARIANTS.get(arch, "")
+    arch = _ARCH_ALIASES.get(arch, arch)
+    if arch == "amd64" and variant == "v1":
+        variant = ""
+    elif arch in _DEFAULT_VARIANTS:
+        if variant.isdigit():
+            variant = "v" + variant
+        variant = variant or _DEFAULT_VARIANTS[arch]
+    return os_name, arch, variant
 
 
 def _look_up(resolve_image: ImageLookup, stage: _StageText) -> BaseImage | None:
@@ -138,10 +182,11 @@ def _split(source: Source, scope: GlobalArgs) -> list[_StageText]:
         if isinstance(instruction, commands.From):
             try:
                 expanded, _ = expand_from(instruction, scope.values, escape=source.tree.escape)
-                base_name = expanded.base_name
+                base_name, platform = expanded.base_name, expanded.platform or ""
             except DockerfileError:
-                base_name = instruction.base_name  # the build refuses it at this line
-            stages.append(_StageText(len(stages), instruction, base_name, []))
+                # The build refuses it at this line.
+                base_name, platform = instruction.base_name, ""
+            stages.append(_StageText(len(stages), instruction, base_name, [], platform))
         elif stages:
             stages[-1].body.append((node, instruction))
     return stages

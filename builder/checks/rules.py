@@ -20,11 +20,13 @@ __all__ = [
     "DUPLICATE_STAGE_NAME",
     "FROM_AS_CASING",
     "FROM_PLATFORM_FLAG_CONST_DISALLOWED",
+    "INVALID_BASE_IMAGE_PLATFORM",
     "INVALID_DEFAULT_ARG_IN_FROM",
     "JSON_ARGS_RECOMMENDED",
     "LEGACY_KEY_VALUE_FORMAT",
     "MAINTAINER_DEPRECATED",
     "MULTIPLE_INSTRUCTIONS_DISALLOWED",
+    "NO_EMPTY_CONTINUATION",
     "REDUNDANT_TARGET_PLATFORM",
     "RESERVED_STAGE_NAME",
     "SECRETS_USED_IN_ARG_OR_ENV",
@@ -47,6 +49,9 @@ class Rule:
 
 
 STAGE_NAME_CASING = Rule("StageNameCasing", "Stage names should be lowercase")
+NO_EMPTY_CONTINUATION = Rule(
+    "NoEmptyContinuation", "Empty continuation lines will become errors in a future release"
+)
 FROM_AS_CASING = Rule(
     "FromAsCasing", "The 'as' keyword should match the case of the 'from' keyword"
 )
@@ -99,6 +104,9 @@ FROM_PLATFORM_FLAG_CONST_DISALLOWED = Rule(
 )
 # Experimental in BuildKit too: a pattern in .dockerignore is often meant to
 # keep a path out of one COPY ("COPY . .") while another names it on purpose.
+INVALID_BASE_IMAGE_PLATFORM = Rule(
+    "InvalidBaseImagePlatform", "Base image platform does not match expected target platform"
+)
 COPY_IGNORED_FILE = Rule(
     "CopyIgnoredFile",
     "Attempting to Copy file that is excluded by .dockerignore",
@@ -106,6 +114,7 @@ COPY_IGNORED_FILE = Rule(
 )
 
 ALL_RULES = (
+    NO_EMPTY_CONTINUATION,
     STAGE_NAME_CASING,
     FROM_AS_CASING,
     CONSISTENT_INSTRUCTION_CASING,
@@ -122,8 +131,13 @@ ALL_RULES = (
     SECRETS_USED_IN_ARG_OR_ENV,
     INVALID_DEFAULT_ARG_IN_FROM,
     FROM_PLATFORM_FLAG_CONST_DISALLOWED,
+    INVALID_BASE_IMAGE_PLATFORM,
     COPY_IGNORED_FILE,
 )
+
+
+def no_empty_continuation() -> str:
+    return "Empty continuation line"
 
 
 def stage_name_casing(stage_name: str) -> str:
@@ -203,3 +217,8 @@ def from_platform_flag_const_disallowed(platform: str) -> str:
 
 def copy_ignored_file(command: str, source: str) -> str:
     return f"Attempting to {command} file {go_quote(source)} that is excluded by .dockerignore"
+
+
+def invalid_base_image_platform(image: str, expected: str, actual: str) -> str:
+    return (f"Base image {image} was pulled with platform {go_quote(actual)}, "
+            f"expected {go_quote(expected)} for current build")

@@ -1,4 +1,5 @@
-"""Checks on how the Dockerfile is written, needing no scope: casing, stage names, MAINTAINER.
+"""Checks on how the Dockerfile is written, needing no scope: empty continuation lines,
+casing, stage names, MAINTAINER.
 
 BuildKit runs these over every stage, whether the build needs it or not.
 """
@@ -8,8 +9,10 @@ from __future__ import annotations
 from builder.checks import rules
 from builder.checks.findings import Linter
 from builder.checks.source import Source
+from builder.errors import SourceLocation
 from builder.frontend.commands import From, Maintainer
 from builder.frontend.gotext import go_lower, go_upper
+from builder.frontend.syntax import EMPTY_CONTINUATION
 
 __all__ = ["check_text"]
 
@@ -18,9 +21,18 @@ _RESERVED_STAGE_NAMES = frozenset({"context", "scratch"})
 
 
 def check_text(source: Source, linter: Linter) -> None:
+    _check_empty_continuations(source, linter)
     _check_maintainer_and_from_lines(source, linter)
     _check_stage_names(source, linter)
     _check_instruction_casing(source, linter)
+
+
+def _check_empty_continuations(source: Source, linter: Linter) -> None:
+    """The parser's own warnings, at the line it gives (an instruction's last)."""
+    for warning in source.tree.warnings:
+        if warning.message.startswith(EMPTY_CONTINUATION):
+            location = SourceLocation(source.filename, warning.line, warning.line)
+            linter.report(rules.NO_EMPTY_CONTINUATION, rules.no_empty_continuation(), location)
 
 
 def _check_maintainer_and_from_lines(source: Source, linter: Linter) -> None:

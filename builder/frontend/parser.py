@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from builder.errors import ExpansionError, ParseError, SourceLocation
 from builder.frontend import gotext
 from builder.frontend.arguments import LineParts, read_line
-from builder.frontend.syntax import Directive, Heredoc, Node, SyntaxTree
+from builder.frontend.syntax import (
+    EMPTY_CONTINUATION,
+    Directive,
+    Heredoc,
+    Node,
+    ParseWarning,
+    SyntaxTree,
+)
 
 __all__ = ["MAX_LINE_BYTES", "frontend_directives", "parse_dockerfile"]
 
@@ -185,7 +192,7 @@ class _Reader:
 
     def read(self) -> SyntaxTree:
         nodes: list[Node] = []
-        warnings: list[str] = []
+        warnings: list[ParseWarning] = []
         comments: list[str] = []
         while (raw := self._next()) is not None:
             if _is_comment(raw):
@@ -210,7 +217,8 @@ class _Reader:
                 pieces.append(piece)
             logical = "".join(pieces)
             if saw_empty_continuation:
-                warnings.append(f"Empty continuation line found in: {logical}")
+                # At the instruction's last line, as BuildKit's parser puts it.
+                warnings.append(ParseWarning(EMPTY_CONTINUATION + logical, self.current_line))
             try:
                 parts = read_line(logical, self.directives.escape)
             except ParseError as err:

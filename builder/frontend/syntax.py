@@ -11,7 +11,10 @@ from dataclasses import dataclass
 
 from builder.frontend.gotext import go_lower
 
-__all__ = ["Directive", "Heredoc", "Node", "SyntaxTree"]
+__all__ = ["EMPTY_CONTINUATION", "Directive", "Heredoc", "Node", "ParseWarning", "SyntaxTree"]
+
+# The parser's warning for an instruction continued over an empty line.
+EMPTY_CONTINUATION = "Empty continuation line found in: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,14 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
+class ParseWarning:
+    """Something the parser took but warns about, at the line BuildKit's parser names."""
+
+    message: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
 class SyntaxTree:
     """A whole Dockerfile: its directives, instructions and parser warnings.
 
@@ -74,7 +85,7 @@ class SyntaxTree:
     nodes: tuple[Node, ...]
     directives: tuple[Directive, ...]
     escape: str
-    warnings: tuple[str, ...]
+    warnings: tuple[ParseWarning, ...]
     lines: tuple[str, ...]  # the source lines, for error messages
 
     def directive(self, name: str) -> str | None:

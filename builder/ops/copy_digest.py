@@ -37,7 +37,7 @@ from builder.context import (
 from builder.dockerignore import IgnoreRules, MatchInfo, clean_path
 from builder.errors import BadFlag, IgnoreFileError
 
-__all__ = ["checksum_filtered_sources"]
+__all__ = ["checksum_filtered_sources", "filtered_source_paths"]
 
 _TAG = b"pybuild.copy-filtered.v1"
 FileChecksum = Callable[[bytes, os.stat_result], bytes]
@@ -53,11 +53,36 @@ def checksum_filtered_sources(
     file_checksum: FileChecksum | None = None,
 ) -> str:
     """xxh3-128 (hex) of what ``COPY [--parents] [--exclude=...] sources`` copies from view."""
+    walk = _walk_sources(view, sources, excludes, parents, include_mode,
+                         file_checksum or _read_checksum)
+    return xxhash.xxh3_128_hexdigest(b"".join(walk.chunks))
+
+
+def filtered_source_paths(
+    view: SourceView,
+    sources: tuple[str, ...] | list[str],
+    *,
+    excludes: tuple[str, ...] = (),
+    parents: bool = False,
+) -> frozenset[str]:
+    """The context paths ``COPY [--parents] [--exclude=...] sources`` reads (for --explain)."""
+    walk = _walk_sources(view, sources, excludes, parents, False, lambda _path, _info: b"")
+    return frozenset(walk.read)
+
+
+def _walk_sources(
+    view: SourceView,
+    sources: tuple[str, ...] | list[str],
+    excludes: tuple[str, ...],
+    parents: bool,
+    include_mode: bool,
+    file_checksum: FileChecksum,
+) -> _Walk:
     try:
         exclude_rules = IgnoreRules.from_patterns(excludes) if excludes else None
     except IgnoreFileError as err:
         raise BadFlag(f"invalid --exclude: {err}") from err
-    walk = _Walk(view, exclude_rules, include_mode, file_checksum or _read_checksum)
+    walk = _Walk(view, exclude_rules, include_mode, file_checksum)
     walk.frame(_TAG)
     for source in sources:
         walk.frame(source.encode("utf-8", "surrogateescape"))
@@ -79,7 +104,7 @@ def checksum_filtered_sources(
                 raise SourceNotFound(f'"/{match}": not found')
             walk.frame(match.encode("utf-8", "surrogateescape"))
             walk.entry(resolved, "", info, (), ())
-    return xxhash.xxh3_128_hexdigest(b"".join(walk.chunks))
+    return walk
 
 
 def _parents_split(view: SourceView, source: str) -> tuple[str, IgnoreRules | None]:
@@ -104,6 +129,8 @@ class _Walk:
     checksum: FileChecksum
     includes: IgnoreRules | None = None
     chunks: list[bytes] = field(default_factory=list)
+    # The context paths of the entries copied (directories only held open are not).
+    read: set[str] = field(default_factory=set)
     # Directories walked but not (yet) copied: hashed once something inside them is.
     pending: list[tuple[str, os.stat_result]] = field(default_factory=list)
 
@@ -149,6 +176,8 @@ class _Walk:
 
     def emit(self, rel: str, components: str, info: os.stat_result) -> None:
         """One copied entry; ``rel`` is "" for a directory (nothing to read in it)."""
+        if rel:
+            self.read.add(rel)
         kind = kind_of(info.st_mode)
         if kind is EntryKind.SOCKET and self.view.sockets_as_files:
             kind = EntryKind.FILE

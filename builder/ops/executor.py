@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from builder.errors import BuildError, StepFailed
+from builder.errors import BuildError, PybuildError, StepFailed
 from builder.frontend import commands
 from builder.plan.graph import (
     ContextSource,
@@ -92,22 +92,34 @@ class LayerExecutor:
     def source_files(self, step: Step) -> dict[str, list[Any]] | None:
         """What a COPY from the context reads, file by file, for explaining a miss."""
         from builder.context import expand_source
+        from builder.ops.copy_digest import filtered_source_paths
 
         instruction = step.instruction
         if not isinstance(step.source, ContextSource) or self._context is None:
             return None
         assert isinstance(instruction, commands.Copy | commands.Add)
+        parents = bool(getattr(instruction, "parents", False))
         with self._context_lock:
             view = self._context.view()
             stats = view.stats or {}
-            wanted: set[str] = set()
-            for source in step.local_sources:
+            if instruction.excludes or parents:
+                # Exactly what the filtered copy reads: an excluded file never shows.
                 try:
-                    matches = expand_source(view, source)
-                except BuildError:
-                    continue
-                for path, _ in matches:
-                    wanted.add(path)
+                    read = filtered_source_paths(view, step.local_sources,
+                                                 excludes=instruction.excludes, parents=parents)
+                except PybuildError:
+                    read = frozenset()  # the copy itself reports it
+                stats = {rel: info for rel, info in stats.items() if rel in read}
+                wanted = {""}
+            else:
+                wanted = set()
+                for source in step.local_sources:
+                    try:
+                        matches = expand_source(view, source)
+                    except BuildError:
+                        continue
+                    for path, _ in matches:
+                        wanted.add(path)
             files: dict[str, list[Any]] = {}
             for rel, info in stats.items():
                 if not any(rel == path or rel.startswith(path + "/") or path in ("", ".")

@@ -23,11 +23,13 @@ def check(
     images: dict[str, ImageSettings] | None = None,
     ignore: list[str] | None = None,
 ) -> CheckResult:
-    resolve: Callable[[str, commands.Instruction], BaseImage] | None = None
+    resolve: Callable[[str, commands.Instruction], BaseImage | None] | None = None
     if images is not None:
         known = images
 
-        def resolve(name: str, instruction: commands.Instruction) -> BaseImage:
+        def resolve(name: str, instruction: commands.Instruction) -> BaseImage | None:
+            if name not in known:
+                return None  # as an image that cannot be looked at
             return BaseImage(reference=name, manifest_digest="sha256:" + "0" * 64,
                              settings=known[name], layers=(), history=(),
                              architecture="amd64", os="linux")

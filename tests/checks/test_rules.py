@@ -9,6 +9,11 @@ from tests.checks.helpers import findings, rules_found
 
 # (rule, Dockerfile that breaks it, the message, its line, the same Dockerfile fixed)
 CASES = [
+    # At the instruction's last line, as BuildKit's parser reports it.
+    ("NoEmptyContinuation",
+     "FROM scratch\nLABEL a=1 \\\n\n    b=2 \\\n    c=3\n",
+     "Empty continuation line", 5,
+     "FROM scratch\nLABEL a=1 \\\n    b=2 \\\n    c=3\n"),
     ("StageNameCasing",
      "FROM scratch AS Build\n",
      "Stage name 'Build' should be lowercase", 1,
@@ -101,6 +106,12 @@ CASES = [
      ("Setting platform to predefined ${TARGETPLATFORM} in FROM is redundant as this is the "
      "default behavior"), 1,
      "FROM --platform=${BUILDPLATFORM} scratch\n"),
+    # The test's images are linux/amd64.
+    ("InvalidBaseImagePlatform",
+     "FROM --platform=linux/arm64 base AS build-arm64\n",
+     ('Base image base was pulled with platform "linux/amd64", expected "linux/arm64/v8" for '
+      "current build"), 1,
+     "FROM base AS build\n"),
     ("CopyIgnoredFile",
      "# check=experimental=CopyIgnoredFile\nFROM scratch\nCOPY ./tmp/notes.txt /notes.txt\n",
      'Attempting to Copy file "./tmp/notes.txt" that is excluded by .dockerignore', 3,
@@ -114,8 +125,9 @@ def test_rule_fires_and_the_fix_silences_it(
     rule: str, bad: str, message: str, line: int, good: str
 ) -> None:
     ignore = ["tmp"]
-    assert (rule, message, line) in findings(bad, ignore=ignore)
-    assert rule not in rules_found(good, ignore=ignore)
+    images = {"base": ImageSettings()}
+    assert (rule, message, line) in findings(bad, ignore=ignore, images=images)
+    assert rule not in rules_found(good, ignore=ignore, images=images)
 
 
 def test_the_fixed_dockerfiles_are_clean_of_every_rule() -> None:
@@ -132,6 +144,32 @@ def test_every_rule_has_a_case() -> None:
 
 
 # -- details of single rules ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("platform", "expected"), [
+    ("linux/amd64", None),
+    ("LINUX/x86_64", None),          # containerd normalizes both spellings
+    ("linux/amd64/v3", None),        # only OS and architecture are compared
+    ("linux/aarch64", "linux/arm64/v8"),
+    ("linux/arm", "linux/arm/v7"),
+    ("windows/amd64", "windows/amd64"),
+])
+def test_invalid_base_image_platform_compares_os_and_architecture(
+    platform: str, expected: str | None
+) -> None:
+    found = findings(f"FROM --platform={platform} base AS build-x\n",
+                     images={"base": ImageSettings()})
+    wanted = [] if expected is None else [(
+        "InvalidBaseImagePlatform",
+        f'Base image base was pulled with platform "linux/amd64", expected "{expected}" for '
+        "current build", 1)]
+    assert [f for f in found if f[0] == "InvalidBaseImagePlatform"] == wanted
+
+
+def test_invalid_base_image_platform_expands_the_platform_and_skips_unseen_images() -> None:
+    text = "ARG P=linux/arm64\nFROM --platform=$P base AS one\nFROM --platform=$P other AS two\n"
+    found = findings(text, images={"base": ImageSettings()})
+    assert [line for rule, _, line in found if rule == "InvalidBaseImagePlatform"] == [2]
 
 
 def test_undefined_var_knows_declared_args_env_and_base_image_env() -> None:

@@ -43,3 +43,21 @@ def test_explain_names_a_changed_base_and_the_hit_rate_is_exact(
     assert ("#2 COPY --from=other /a /a\n    what it copies from changed (stage 1"
             in explained)
     assert "#3 COPY b /b\n    an earlier step missed" in explained
+
+
+def test_explain_names_only_files_a_filtered_copy_reads(pybuild: Runner, tmp_path: Path) -> None:
+    context = make_context(tmp_path, (
+        "FROM scratch\nCOPY --exclude=*.log src /src\nCOPY --parents ./docs/**/*.md /\n"
+    ), {"src/a.txt": "a", "src/b.log": "b", "docs/x/guide.md": "g", "docs/x/draft.txt": "d"})
+    first = pybuild("build", "--progress", "plain", str(context))
+    assert first.returncode == 0, first.stderr
+    # Excluded and unmatched files change with read ones: only the read ones are named.
+    for name, text in (("src/a.txt", "A"), ("src/b.log", "B"), ("docs/x/guide.md", "G"),
+                       ("docs/x/draft.txt", "D")):
+        (context / name).write_text(text)
+    second = pybuild("build", "--progress", "plain", "--explain", str(context))
+    assert second.returncode == 0, second.stderr
+    explained = second.stderr.split("explain:", 1)[1]
+    assert "content changed: src/a.txt\n" in explained
+    assert "content changed: docs/x/guide.md\n" in explained
+    assert "b.log" not in explained and "draft.txt" not in explained

@@ -937,6 +937,12 @@ def test_filtered_digest_covers_exactly_what_is_copied(
     copy_into(root, view, CopyRequest(sources=sources, destination="/d/", **options))
     copied = {path.name for path in (root / "d").rglob("*") if path.is_file()}
     assert Path(read).name in copied and Path(unread).name not in copied
+    # --explain's list of what the copy reads agrees too.
+    from builder.ops.copy_digest import filtered_source_paths
+
+    paths = filtered_source_paths(view, sources, excludes=options.get("excludes", ()),
+                                  parents=options.get("parents", False))
+    assert read in paths and unread not in paths
     (tmp_path / "ctx" / unread).write_text("changed")
     assert _filtered(tmp_path, sources, **options) == before
     (tmp_path / "ctx" / read).write_text("changed")
