@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from builder.cachexport.options import CacheSpec
     from builder.engine import BuildResult, Root
+    from builder.export.options import OutputSpec
     from builder.registry import RegistryOptions
     from builder.request import BuildRequest
     from builder.transfer_progress import TransferProgress
@@ -147,7 +148,7 @@ def run_build(args: argparse.Namespace) -> int:
         manifest = root.images.resolve(result.manifest_digest)
         for spec in outputs:
             if spec.type == "registry":
-                _push_all(root, result.manifest_digest, (*result.tags, *spec.names), args)
+                _push_all(root, result.manifest_digest, (*result.tags, *spec.names), args, spec)
             elif spec.type != "image":  # type=image: the local store, done already
                 export(root.images, root.blobs, manifest, names=result.tags, spec=spec)
     if args.iidfile:
@@ -292,8 +293,11 @@ def _explain(root: Path, build_id: str) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
-def _push_all(root: Root, digest: str, names: tuple[str, ...], args: argparse.Namespace) -> None:
-    """--push / -o type=registry: push the built image under each name."""
+def _push_all(
+    root: Root, digest: str, names: tuple[str, ...], args: argparse.Namespace, spec: OutputSpec
+) -> None:
+    """--push / -o type=registry: push the built image under each name, its layers
+    compressed as ``spec`` says."""
     from builder.errors import UsageError
     from builder.registry import push
 
@@ -305,7 +309,8 @@ def _push_all(root: Root, digest: str, names: tuple[str, ...], args: argparse.Na
         for name in dict.fromkeys(names):
             root.images.tag(name, manifest)  # a no-op when the tag is already there
             pushed = push(root.images, root.blobs, name, options=_registry_options(args),
-                          progress=progress)
+                          progress=progress, compression=spec.compression,
+                          oci_media_types=spec.oci_media_types)
             print(f"pushed {name}: {pushed.digest}", file=sys.stderr)
     finally:
         progress.close()

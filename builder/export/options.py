@@ -37,8 +37,12 @@ _IMAGE_KEYS = frozenset(
 )
 _TREE_KEYS = frozenset({"type", "dest"})
 _UNSUPPORTED_TYPES = ("cacheonly",)
-# type=registry (and type=image,push=true) pushes the image; the CLI does it.
-_PUSH_KEYS = frozenset({"type", "name", "push"})
+# type=registry (and type=image,push=true) pushes the image; the CLI does it,
+# with the layers compressed as asked.
+_PUSH_KEYS = frozenset(
+    {"type", "name", "push", "compression", "compression-level", "force-compression",
+     "oci-mediatypes"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +98,16 @@ def parse_output(text: str, *, default_compression: str = "gzip") -> OutputSpec:
                 raise UsageError(f"--output type={kind}: unknown key {key!r}")
         push = kind == "registry" or parse_bool("--output", fields, "push")
         names = tuple(name.strip() for name in fields.get("name", "").split(",") if name.strip())
-        return OutputSpec(type="registry" if push else "image", dest="", names=names)
+        compression = _parse_compression(fields, default_compression)
+        # BuildKit's image exporter writes OCI media types unless told otherwise.
+        oci_types = parse_bool("--output", fields, "oci-mediatypes", True)
+        return OutputSpec(
+            type="registry" if push else "image",
+            dest="",
+            compression=compression,
+            oci_media_types=oci_types or compression.algorithm == "zstd",
+            names=names,
+        )
     if kind not in OUTPUT_TYPES:
         raise UsageError(f"--output type={kind}: unknown type (use oci, docker, local or tar)")
     allowed = _IMAGE_KEYS if kind in ("oci", "docker") else _TREE_KEYS

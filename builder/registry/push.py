@@ -1,10 +1,11 @@
-"""`pybuild push`: an image from the local store to a registry, layers gzip-compressed.
+"""`pybuild push`: an image from the local store to a registry, layers compressed.
 
 The store keeps layers uncompressed; registries and their clients expect
-gzip, so each layer is compressed on the way out as an export compresses
-it (builder/export/compression.py: parallel gzip whose bytes do not depend
-on the thread count, kept in the store and shared with `-o type=oci`
-exports). What a diff_id compressed to is also remembered in
+gzip (the default; `-o type=registry,compression=zstd|uncompressed` asks
+for another), so each layer is compressed on the way out as an export
+compresses it (builder/export/compression.py: parallel compression whose
+bytes do not depend on the thread count, kept in the store and shared with
+`-o type=oci` exports). What a diff_id compressed to is also remembered in
 ROOT/registry-layers.json: a layer the registry already holds under that
 digest is skipped by one HEAD, without compressing it again. Blobs are
 streamed from their files, a chunk of a chunked upload included, so memory
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder.errors import RegistryError, StoreError
+from builder.export.options import Compression
 from builder.image import oci
 from builder.image.store import ImageStore
 from builder.registry.client import RegistryOptions, RepositoryClient, open_repository
@@ -36,9 +38,14 @@ __all__ = ["CHUNK_SIZE", "push", "push_layer", "upload_blob"]
 
 CHUNK_SIZE = 32 << 20  # blobs above this go up in PATCH chunks of this size
 _PARALLEL_LAYERS = 3
-_GZIP_LEVEL = 6
 _COMPRESSED_CACHE = "registry-layers.json"
-_COMPRESSED_CACHE_VERSION = "pybuild.gzip-layers.v1"
+# Keyed by "diff_id algorithm level" (v1 was by diff_id alone, all gzip level 6).
+_COMPRESSED_CACHE_VERSION = "pybuild.pushed-layers.v2"
+
+
+# What push and the cache export send when nothing else is asked: gzip at
+# its default level, as BuildKit does.
+_DEFAULT_COMPRESSION = Compression.default("gzip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,8 @@ class _Upload:
     chunk_size: int
     mount_from: tuple[str, ...]
     progress: TransferProgress
+    compression: Compression = _DEFAULT_COMPRESSION
+    oci_media_types: bool = True
 
 
 def push(
@@ -62,13 +71,18 @@ def push(
     chunk_size: int = CHUNK_SIZE,
     mount_from: Sequence[str] = (),
     progress: TransferProgress | None = None,
+    compression: Compression = _DEFAULT_COMPRESSION,
+    oci_media_types: bool = True,
 ) -> oci.Descriptor:
     """Push the local image ``name`` to ``reference`` (``name`` itself by default); returns the
     descriptor of the manifest as the registry now holds it.
 
     Blobs the registry has are skipped (HEAD). ``mount_from`` names other repositories of the
     same registry to try a cross-repository mount from before uploading. ``progress`` is
-    told of each layer (transfer_progress.py; quiet if None).
+    told of each layer (transfer_progress.py; quiet if None). Layers are compressed as
+    ``compression`` says (a layer already compressed goes as it is unless it forces); the
+    manifest and config carry OCI media types, or docker's without ``oci_media_types``
+    (zstd has OCI ones only).
     """
     remote = (
         parse_remote(reference or name) if not isinstance(reference, RemoteReference) else reference
@@ -84,23 +98,36 @@ def push(
         chunk_size=chunk_size,
         mount_from=tuple(mount_from),
         progress=progress if progress is not None else TransferProgress(),
+        compression=compression,
+        oci_media_types=oci_media_types or compression.algorithm == "zstd",
     )
     cache = _CompressedLayers(blobs.root / _COMPRESSED_CACHE)
+    diff_ids = store.config(manifest.config).diff_ids
+    if len(diff_ids) != len(manifest.layers):
+        raise StoreError(f"{action}: the image's layers and diff_ids differ in number")
     with ThreadPoolExecutor(max_workers=_PARALLEL_LAYERS, thread_name_prefix="push") as pool:
         layers = list(
-            pool.map(lambda layer: _push_layer(upload, layer, blobs, cache), manifest.layers)
+            pool.map(
+                lambda pair: _push_layer(upload, pair[0], pair[1], blobs, cache),
+                zip(manifest.layers, diff_ids, strict=True),
+            )
         )
     config = manifest.config
     with blobs.open(config.digest) as stream:
         _upload_blob(upload, config.digest, config.size, stream, show=False)
+    if upload.oci_media_types:
+        config_type, manifest_type = oci.OCI_CONFIG, oci.OCI_MANIFEST
+    else:
+        config_type, manifest_type = oci.DOCKER_CONFIG, oci.DOCKER_MANIFEST
     pushed = oci.Manifest(
-        config=oci.Descriptor(config.media_type, config.digest, config.size),
+        config=oci.Descriptor(config_type, config.digest, config.size),
         layers=tuple(layers),
+        media_type=manifest_type,
         annotations=manifest.annotations,
     )
     data = oci.canonical_json(pushed.to_json())
-    upload.client.put_manifest(remote.tag, data, oci.OCI_MANIFEST, action=action)
-    return oci.Descriptor(oci.OCI_MANIFEST, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+    upload.client.put_manifest(remote.tag, data, manifest_type, action=action)
+    return oci.Descriptor(manifest_type, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
 
 
 def push_layer(
@@ -121,7 +148,10 @@ def push_layer(
         mount_from=(),
         progress=progress if progress is not None else TransferProgress(),
     )
-    return _push_layer(upload, layer, blobs, _CompressedLayers(blobs.root / _COMPRESSED_CACHE))
+    # The cache's layers are the store's own: uncompressed, so their digest is their diff_id.
+    return _push_layer(
+        upload, layer, layer.digest, blobs, _CompressedLayers(blobs.root / _COMPRESSED_CACHE)
+    )
 
 
 def upload_blob(
@@ -145,28 +175,40 @@ def upload_blob(
 
 
 def _push_layer(
-    upload: _Upload, layer: oci.Descriptor, blobs: BlobStore, cache: _CompressedLayers
+    upload: _Upload,
+    layer: oci.Descriptor,
+    diff_id: str,
+    blobs: BlobStore,
+    cache: _CompressedLayers,
 ) -> oci.Descriptor:
-    if layer.media_type not in (oci.OCI_LAYER, oci.DOCKER_LAYER):
+    # Imported late: pyzstd and the thread pools are for pushes that compress.
+    from builder.export.compression import convert_layer, layer_algorithm, media_type
+
+    compression = upload.compression
+    stored_algorithm = layer_algorithm(layer.media_type)
+    if stored_algorithm != "uncompressed" and not compression.force:
         # Already compressed (a layout another tool wrote): it goes as it is.
         with blobs.open(layer.digest) as stream:
             _upload_blob(upload, layer.digest, layer.size, stream)
-        return oci.Descriptor(layer.media_type, layer.digest, layer.size)
-    known = cache.get(layer.digest)
+        kept = media_type(stored_algorithm, oci_media_types=upload.oci_media_types)
+        return oci.Descriptor(kept, layer.digest, layer.size)
+    key = _cache_key(diff_id, compression)
+    known = cache.get(key)
+    wanted = media_type(compression.algorithm, oci_media_types=upload.oci_media_types)
     if known is not None and upload.client.has_blob(known.digest, action=upload.action):
         upload.progress.skipped("push", known.digest, known.size, "exists")
-        return known
-    # Imported late: pyzstd and the thread pools are for pushes that compress.
-    from builder.export.compression import convert_layer
-    from builder.export.options import Compression
-
+        return oci.Descriptor(wanted, known.digest, known.size)
     compressed = convert_layer(
-        blobs, layer, layer.digest, Compression("gzip", _GZIP_LEVEL), oci_media_types=True
+        blobs, layer, diff_id, compression, oci_media_types=upload.oci_media_types
     )
     with blobs.open(compressed.digest) as stream:
         _upload_blob(upload, compressed.digest, compressed.size, stream)
-    cache.put(layer.digest, compressed)
+    cache.put(key, compressed)
     return compressed
+
+
+def _cache_key(diff_id: str, compression: Compression) -> str:
+    return f"{diff_id} {compression.algorithm} {compression.level}"
 
 
 def _upload_blob(
@@ -252,14 +294,15 @@ class _Window:
 
 
 class _CompressedLayers:
-    """diff_id → the gzip blob it compressed to: a cache, so a lost update only costs
-    one compression (concurrent pushes may each write it; the last rename wins)."""
+    """"diff_id algorithm level" → the blob the layer compressed to: a cache, so a lost
+    update only costs one compression (concurrent pushes may each write it; the last
+    rename wins)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
 
-    def get(self, diff_id: str) -> oci.Descriptor | None:
-        entry = self._read().get(diff_id)
+    def get(self, key: str) -> oci.Descriptor | None:
+        entry = self._read().get(key)
         if not isinstance(entry, dict):
             return None
         try:
@@ -267,9 +310,9 @@ class _CompressedLayers:
         except StoreError:
             return None
 
-    def put(self, diff_id: str, compressed: oci.Descriptor) -> None:
+    def put(self, key: str, compressed: oci.Descriptor) -> None:
         entries = self._read()
-        entries[diff_id] = compressed.to_json()
+        entries[key] = compressed.to_json()
         data = oci.canonical_json({"version": _COMPRESSED_CACHE_VERSION, "layers": entries})
         # A cache: losing it costs one recompression, so no fsync.
         files.write_atomically(self._path, data, staging_dir=self._path.parent / "tmp",

@@ -76,3 +76,16 @@ def test_registry_and_image_outputs_mean_push_or_local_store() -> None:
     assert parse_output("type=registry,name=h:5000/a:1").names == ("h:5000/a:1",)
     assert parse_output("type=image,push=true").type == "registry"
     assert parse_output("type=image").type == "image"
+
+
+def test_registry_outputs_take_buildx_compression_keys() -> None:
+    spec = parse_output("type=registry,compression=zstd,compression-level=5,"
+                        "force-compression=true,oci-mediatypes=false")
+    assert (spec.type, spec.compression) == ("registry", Compression("zstd", 5, True))
+    assert spec.oci_media_types  # zstd has only OCI media types
+    docker = parse_output("type=image,push=true,oci-mediatypes=false")
+    assert (docker.type, docker.compression, docker.oci_media_types) == (
+        "registry", Compression("gzip", 6), False)
+    assert parse_output("type=registry").oci_media_types  # BuildKit's default
+    with pytest.raises(UsageError, match="compression-level=30"):
+        parse_output("type=registry,compression=gzip,compression-level=30")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.image import oci
 from tests.conftest import REPO
+from tests.image.sample import skopeo
 from tests.registry.conftest import LiveRegistry
 
 pytestmark = pytest.mark.root
@@ -71,6 +74,13 @@ def test_push_pull_and_from_a_registry(registry: LiveRegistry, tmp_path: Path) -
     assert pushed_build.returncode == 0, pushed_build.stderr
     fourth = _pybuild("pull", "--root", str(tmp_path / "fourth"), f"{registry.host}/team/on-top:1")
     assert fourth.returncode == 0, fourth.stderr
+    # -o type=registry takes buildx's compression keys: every layer goes up as zstd.
+    zstd_ref = f"{registry.host}/team/on-top:zstd"
+    zstd_build = _pybuild("build", "--root", str(tmp_path / "third"), "--progress", "plain",
+                          "-o", f"type=registry,name={zstd_ref},compression=zstd", str(context))
+    assert zstd_build.returncode == 0, zstd_build.stderr
+    raw = json.loads(skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{zstd_ref}"))
+    assert [layer["mediaType"] for layer in raw["layers"]] == [oci.OCI_LAYER_ZSTD] * 2
 
 
 def test_missing_unqualified_base_is_not_pulled(tmp_path: Path) -> None:

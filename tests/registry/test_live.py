@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import RegistryError
+from builder.export.options import Compression
 from builder.image import oci
 from builder.image.archive import import_rootfs
 from builder.image.store import ImageStore
@@ -68,6 +69,36 @@ def test_push_is_what_skopeo_reads(registry: LiveRegistry, tmp_path: Path) -> No
     skopeo("copy", "--src-tls-verify=false", f"docker://{remote}", f"oci:{layout}:app")
     index = json.loads((layout / "index.json").read_text())
     assert index["manifests"][0]["digest"] == pushed.digest
+
+
+@pytest.mark.parametrize(
+    ("compression", "oci_types", "manifest_type", "layer_type"),
+    [
+        (Compression("zstd", 3), True, oci.OCI_MANIFEST, oci.OCI_LAYER_ZSTD),
+        (Compression("uncompressed", 0), True, oci.OCI_MANIFEST, oci.OCI_LAYER),
+        (Compression("gzip", 6), False, oci.DOCKER_MANIFEST, oci.DOCKER_LAYER_GZIP),
+    ],
+)
+def test_push_compressed_as_asked_is_what_skopeo_reads(
+    registry: LiveRegistry, tmp_path: Path, compression: Compression, oci_types: bool,
+    manifest_type: str, layer_type: str,
+) -> None:
+    store, config_digest = make_image(tmp_path, "asked:1", {"a.txt": b"as asked\n" * 100})
+    remote = f"{registry.host}/asked-{compression.algorithm}"
+    pushed = push(store, store.blobs, "asked:1", remote, options=no_config(tmp_path),
+                  compression=compression, oci_media_types=oci_types)
+    raw = json.loads(skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{remote}"))
+    assert raw["mediaType"] == manifest_type == pushed.media_type
+    assert [layer["mediaType"] for layer in raw["layers"]] == [layer_type]
+    assert raw["config"]["digest"] == config_digest
+    assert raw["config"]["mediaType"] == (oci.OCI_CONFIG if oci_types else oci.DOCKER_CONFIG)
+    # skopeo reads the layers back (it decompresses zstd itself), and pybuild pulls
+    # them into a fresh store with the same diff_ids.
+    layout = tmp_path / "copied"
+    skopeo("copy", "--src-tls-verify=false", f"docker://{remote}", f"oci:{layout}:asked")
+    fresh = ImageStore(tmp_path / "fresh")
+    local = pull(remote, fresh, fresh.blobs, options=no_config(tmp_path))
+    assert fresh.config(local).diff_ids == store.config(store.resolve("asked:1")).diff_ids
 
 
 def test_push_again_uploads_nothing(registry: LiveRegistry, tmp_path: Path) -> None:
