@@ -103,7 +103,7 @@ class _Unused(argparse.ArgumentParser):
 _UNUSED = _Unused()
 
 COMMANDS = ("parse", "build", "images", "inspect", "history", "tag", "rmi", "import", "load",
-            "pull", "push", "login", "logout", "save", "builds",
+            "pull", "push", "imagetools", "login", "logout", "save", "builds",
             "du", "prune", "cache")
 
 
@@ -214,6 +214,16 @@ def _add_image_commands(
                          metavar="HOST[:PORT]", help="reach this registry over plain HTTP")
         sub.add_argument("--progress", choices=("auto", "plain", "tty", "quiet", "rawjson"),
                          default="auto", help="how to show each layer's transfer")
+    tools = command("imagetools", "make a multi-platform index in a registry from images there")
+    tools.add_argument("action", choices=("create",), help="create: one index over SOURCEs")
+    tools.add_argument("sources", nargs="+", metavar="SOURCE",
+                       help="images (or indexes) in a registry, by tag or digest")
+    tools.add_argument("-t", "--tag", action="append", default=[], metavar="REF",
+                       help="put the index under this tag (repeatable)")
+    tools.add_argument("--dry-run", action="store_true",
+                       help="print the index and write nothing")
+    tools.add_argument("--insecure-registry", action="append", default=[],
+                       metavar="HOST[:PORT]", help="reach this registry over plain HTTP")
     login = command("login", "store credentials for a registry")
     login.add_argument("registry", metavar="REGISTRY")
     login.add_argument("-u", "--username", required=True)

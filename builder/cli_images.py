@@ -29,6 +29,7 @@ __all__ = [
     "run_builds",
     "run_history",
     "run_images",
+    "run_imagetools",
     "run_import",
     "run_inspect",
     "run_load",
@@ -496,6 +497,20 @@ def run_push(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print(f"digest: {pushed.digest} size: {pushed.size}")
+    return 0
+
+
+def run_imagetools(args: argparse.Namespace) -> int:
+    """imagetools create: an index over SOURCEs, put under each -t (or printed)."""
+    from builder.registry.imagetools import create_index
+
+    created = create_index(args.sources, args.tag, options=_registry_options(args),
+                           dry_run=args.dry_run)
+    if args.dry_run:
+        print(json.dumps(json.loads(created.data), indent=2))
+        return 0
+    for target in created.targets:
+        print(f"{target}: {created.descriptor.digest}")
     return 0
 
 
