@@ -21,8 +21,8 @@ from builder.export.layout import (
     PreparedImage,
     add_layout_files,
     blob_member,
+    export_archive,
     index_entries,
-    write_archive,
 )
 from builder.export.options import OutputSpec
 from builder.image import oci
@@ -42,16 +42,7 @@ def export_docker(
     stdout: BinaryIO | None = None,
 ) -> None:
     """Write one image as a docker-archive at ``spec.dest``, tagged with ``names``."""
-    write_archive(
-        spec.dest,
-        store,
-        blobs,
-        [(manifest, names)],
-        compression=spec.compression,
-        oci_media_types=spec.oci_media_types,
-        finish=finish_docker_archive,
-        stdout=stdout,
-    )
+    export_archive(store, blobs, manifest, names, spec, stdout, finish_docker_archive)
 
 
 def finish_docker_archive(

@@ -18,7 +18,7 @@ from typing import BinaryIO, Self
 from builder.errors import StoreError
 from builder.export import destination
 from builder.export.compression import CompressedLayers, convert_layer, layer_algorithm
-from builder.export.options import Compression
+from builder.export.options import Compression, OutputSpec
 from builder.export.tarwriter import BlobTar
 from builder.image import oci
 from builder.image.store import ImageStore, parse_reference
@@ -31,6 +31,7 @@ __all__ = [
     "PreparedImage",
     "add_layout_files",
     "blob_member",
+    "export_archive",
     "index_entries",
     "prepare_image",
     "qualified_name",
@@ -156,6 +157,28 @@ def write_archive(
             for manifest, names in images
         ]
         finish(archive, prepared)
+
+
+def export_archive(
+    store: ImageStore,
+    blobs: BlobStore,
+    manifest: oci.Descriptor,
+    names: Sequence[str],
+    spec: OutputSpec,
+    stdout: BinaryIO | None,
+    finish: Finish,
+) -> None:
+    """One image as an archive at ``spec.dest``, with ``spec``'s compression and media types."""
+    write_archive(
+        spec.dest,
+        store,
+        blobs,
+        [(manifest, names)],
+        compression=spec.compression,
+        oci_media_types=spec.oci_media_types,
+        finish=finish,
+        stdout=stdout,
+    )
 
 
 def add_layout_files(archive: ArchiveWriter, entries: Sequence[oci.Descriptor]) -> None:

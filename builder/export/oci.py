@@ -9,8 +9,8 @@ from builder.export.layout import (
     ArchiveWriter,
     PreparedImage,
     add_layout_files,
+    export_archive,
     index_entries,
-    write_archive,
 )
 from builder.export.options import OutputSpec
 from builder.image import oci
@@ -34,16 +34,7 @@ def export_oci(
     Each name becomes an index.json entry with buildkit's annotations, so
     ``skopeo copy oci-archive:FILE:TAG`` and ``umoci`` find it by tag.
     """
-    write_archive(
-        spec.dest,
-        store,
-        blobs,
-        [(manifest, names)],
-        compression=spec.compression,
-        oci_media_types=spec.oci_media_types,
-        finish=finish_oci_archive,
-        stdout=stdout,
-    )
+    export_archive(store, blobs, manifest, names, spec, stdout, finish_oci_archive)
 
 
 def finish_oci_archive(
