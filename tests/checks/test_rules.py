@@ -161,8 +161,8 @@ def test_invalid_base_image_platform_compares_os_and_architecture(
                      images={"base": ImageSettings()})
     wanted = [] if expected is None else [(
         "InvalidBaseImagePlatform",
-        f'Base image base was pulled with platform "linux/amd64", expected "{expected}" for '
-        "current build", 1)]
+        (f'Base image base was pulled with platform "linux/amd64", expected "{expected}" for '
+         "current build"), 1)]
     assert [f for f in found if f[0] == "InvalidBaseImagePlatform"] == wanted
 
 
