@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from builder.cachexport.options import CacheSpec
     from builder.engine import BuildResult, Root
     from builder.export.options import OutputSpec
+    from builder.image import oci
     from builder.registry import RegistryOptions
     from builder.request import BuildRequest
     from builder.transfer_progress import TransferProgress
@@ -439,8 +440,32 @@ def run_import(args: argparse.Namespace) -> int:
 
     root = _root(args)
     manifest = import_rootfs(Path(args.source), root.images, root.blobs, name=args.tag)
+    _unpack_for_builds(root, manifest)
     print(manifest.digest)
     return 0
+
+
+def _unpack_for_builds(root: Root, manifest: oci.Descriptor) -> None:
+    """Extract an image's layers as snapshots now, as buildah and podman do when an image
+    arrives, so the first build on it need not. Best effort: a layer that cannot be
+    extracted here is left to the build, which extracts it (and reports a failure) itself."""
+    import functools
+
+    from builder.errors import PybuildError
+    from builder.snapshot.store import SnapshotStore
+
+    snapshots = SnapshotStore(root.path)
+    try:
+        diff_ids = root.images.config(root.images.manifest(manifest).config).diff_ids
+        for diff_id in diff_ids:
+            if not root.blobs.has(diff_id):
+                return  # a layer kept compressed (a foreign archive): the build unpacks it
+            snapshots.ensure_from_tar(
+                diff_id.removeprefix("sha256:"),
+                functools.partial(root.blobs.open, diff_id, verify=True),
+            )
+    except (PybuildError, OSError):
+        return
 
 
 def run_load(args: argparse.Namespace) -> int:
@@ -452,6 +477,7 @@ def run_load(args: argparse.Namespace) -> int:
         raise UsageError("load: name the archive (pybuild load FILE, or -i FILE)")
     root = _root(args)
     for name, manifest in load_archive(Path(source), root.images, root.blobs):
+        _unpack_for_builds(root, manifest)
         print(f"Loaded image: {name or manifest.digest}")
     return 0
 
@@ -482,6 +508,7 @@ def run_pull(args: argparse.Namespace) -> int:
                         options=_registry_options(args), progress=progress)
     finally:
         progress.close()
+    _unpack_for_builds(root, manifest)
     print(manifest.digest)
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.image.store import ImageStore
 from tests.e2e.conftest import Runner, make_context, summary_counts
 
 pytestmark = pytest.mark.root
@@ -456,3 +457,19 @@ def test_metadata_file_matches_the_schema_and_hides_arg_values(
                     "--metadata-file", str(metadata), str(context))
     assert again.returncode == 0
     assert json.loads(metadata.read_text())["pybuild.build"]["hit_rate"] == 1.0
+
+
+def test_an_imported_base_is_unpacked_once_before_the_first_build(
+    pybuild: Runner, pybuild_root: Path, tmp_path: Path
+) -> None:
+    # The fixture imported busybox: its layer is already a snapshot, as buildah keeps
+    # a base extracted, and the first build mounts that very snapshot.
+    store = ImageStore(pybuild_root)
+    (diff_id,) = store.config(store.resolve("busybox:latest")).diff_ids
+    snapshot = pybuild_root / "snapshots" / diff_id.removeprefix("sha256:") / "fs"
+    assert (snapshot / "bin" / "busybox").is_file()
+    before = snapshot.stat().st_ino
+    context = make_context(tmp_path, "FROM busybox\nRUN cat /bin/busybox > /copy\n")
+    result = pybuild("build", "--progress", "plain", str(context))
+    assert result.returncode == 0, result.stderr
+    assert snapshot.stat().st_ino == before
