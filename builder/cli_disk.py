@@ -221,7 +221,7 @@ def _until(filters: list[str]) -> float | None:
 
 def parse_size_flag(flag: str, text: str) -> int:
     from builder.errors import UsageError
-    from cache.gc import parse_size
+    from cache.gcpolicy import parse_size
 
     try:
         return parse_size(text)

@@ -100,7 +100,7 @@ def keep_storage(request: BuildRequest) -> int | None:
     """The keep-storage limit for after the build: the flag, else the root's config."""
     if request.gc_keep_storage is not None:
         return request.gc_keep_storage
-    from cache.gc import load_keep_storage
+    from cache.gcpolicy import load_keep_storage
 
     return load_keep_storage(request.root)
 

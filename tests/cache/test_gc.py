@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from builder.errors import CacheError
-from cache.gc import PruneOptions, collect_after_build, load_keep_storage, parse_size, prune
+from cache.gc import PruneOptions, collect_after_build, prune
+from cache.gcpolicy import load_keep_storage, parse_size
 from cache.keylocks import KeyLocks
 from cache.leased_index import LeasedIndex
 from cache.leases import Leases
