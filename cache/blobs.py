@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO, Self
 import xxhash
 
 from builder.errors import StoreError
-from cache import blobcheck
+from cache import blobcheck, files
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -239,25 +239,8 @@ class BlobStore:
         """
         removed = 0
         for entry in sorted(os.scandir(self.staging_dir), key=lambda e: e.name):
-            if not entry.name.startswith(_TEMP_PREFIX):
-                continue
-            try:
-                fd = os.open(entry.path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                continue
-            try:
-                # Still the same file? A writer may have committed (renamed) it
-                # between our open and our lock.
-                if _same_file(fd, entry.path):
-                    os.unlink(entry.path)
-                    removed += 1
-            finally:
-                os.close(fd)
+            if entry.name.startswith(_TEMP_PREFIX) and files.remove_unlocked(entry.path):
+                removed += 1
         return removed
 
 
@@ -294,7 +277,7 @@ def _open_locked_temp(directory: Path) -> tuple[BinaryIO, str]:
     while True:
         fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=directory)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        if _same_file(fd, name):
+        if files.still_names(name, fd):
             return os.fdopen(fd, "wb", buffering=_CHUNK), name
         # A sweeper saw the file before we locked it and removed it: try again.
         os.close(fd)
@@ -314,15 +297,6 @@ def _refresh(path: Path) -> bool:
     except PermissionError:
         pass  # a store shared read-only: the blob is there all the same
     return path.is_file()
-
-
-def _same_file(fd: int, path: str) -> bool:
-    try:
-        on_disk = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["exclusive_lock", "lock_held", "write_atomically"]
+__all__ = ["exclusive_lock", "lock_held", "remove_unlocked", "still_names", "write_atomically"]
 
 
 def write_atomically(
@@ -90,3 +90,36 @@ def lock_held(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def still_names(path: Path | str, fd: int) -> bool:
+    """Whether ``path`` still names the open file ``fd`` (not renamed away, removed or replaced)."""
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+
+def remove_unlocked(path: Path | str) -> bool:
+    """Remove ``path`` if nobody holds an flock on it (its holder died); whether it went.
+
+    The lock is taken first and the name checked again under it: a file its
+    owner renamed or replaced between our open and our lock is left alone.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        if not still_names(path, fd):
+            return False
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)

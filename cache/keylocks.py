@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from cache import files
+
 __all__ = ["KeyLocks"]
 
 _KEY = re.compile(r"[0-9a-f]{16,64}")
@@ -45,7 +47,7 @@ class KeyLocks:
             except BaseException:
                 os.close(fd)
                 raise
-            if _names(path, fd):
+            if files.still_names(path, fd):
                 break
             os.close(fd)  # the holder before us removed it: lock the new one
         try:
@@ -63,29 +65,8 @@ class KeyLocks:
         except FileNotFoundError:
             return 0
         for entry in entries:
-            try:
-                fd = os.open(entry.path, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                continue
-            try:
-                if _names(Path(entry.path), fd):
-                    os.unlink(entry.path)
-                    removed += 1
-            finally:
-                os.close(fd)
+            if files.remove_unlocked(entry.path):
+                removed += 1
         return removed
 
 
-def _names(path: Path, fd: int) -> bool:
-    """Whether ``path`` still names the open file ``fd``."""
-    try:
-        on_disk = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)

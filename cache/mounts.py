@@ -32,6 +32,7 @@ from typing import Literal
 import xxhash
 
 from builder.errors import CacheError
+from cache import files
 
 __all__ = ["CacheMountEntry", "CacheMounts", "LockMode", "mount_hex"]
 
@@ -120,7 +121,7 @@ class CacheMounts:
                                      "for its lock")
                 # remove() renames the directory away while holding the lock;
                 # a lock on the file of a removed directory protects nothing.
-                if not _same_file(fd, directory / _LOCK_FILE):
+                if not files.still_names(directory / _LOCK_FILE, fd):
                     continue
                 yield directory / _DATA_DIR
                 return
@@ -219,21 +220,12 @@ def _lock(fd: int, operation: int, *, wait: bool,
         time.sleep(_POLL_SECONDS)
 
 
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
-
-
 def _disk_usage(top: Path) -> int:
     """Bytes the tree uses on disk (allocated blocks), each hard-linked inode once."""
     seen: set[tuple[int, int]] = set()
     total = 0
-    for directory, subdirs, files in os.walk(top):
-        for name in (*subdirs, *files):
+    for directory, subdirs, names in os.walk(top):
+        for name in (*subdirs, *names):
             try:
                 info = os.lstat(os.path.join(directory, name))
             except FileNotFoundError:

@@ -14,16 +14,13 @@ of output). ``progress`` shows each layer's download.
 from __future__ import annotations
 
 import hashlib
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
-
-import pyzstd
 
 from builder.errors import RegistryError, StoreError
 from builder.image import oci
 from builder.image.config import ImageConfig
+from builder.image.layerstream import LayerLandingError, land_uncompressed
 from builder.image.store import ImageStore
 from builder.registry.client import RegistryOptions, RepositoryClient, open_repository
 from builder.registry.reference import RemoteReference, parse_remote
@@ -32,8 +29,6 @@ from cache.blobs import BlobStore
 
 __all__ = ["pull", "select_platform"]
 
-_CHUNK = 1 << 20
-_OUTPUT = 4 << 20  # the most a decoder hands over at once
 _PARALLEL_LAYERS = 3
 
 
@@ -170,123 +165,24 @@ def _download_layer(
     action: str,
     moved: Callable[[int], None],
 ) -> oci.Descriptor:
-    packed_hash = hashlib.sha256()
-    packed_size = 0
-    decoder: _Decoder | None = None
-    broken: Exception | None = None
     what = f"layer {layer.digest}"
-    with client.open_blob(layer.digest, action=action) as response, blobs.writer() as writer:
-        while chunk := response.read(_CHUNK):
-            packed_hash.update(chunk)
-            packed_size += len(chunk)
-            moved(len(chunk))
-            if packed_size > layer.size:
-                raise RegistryError(f"{action}: {what} is larger than {layer.size} bytes")
-            if decoder is None:
-                decoder = _decoder_for(chunk)
-            if broken is None:
-                # A stream that will not decompress is most often one that was damaged on
-                # the way: keep hashing, so the digest check below can say so.
-                try:
-                    for piece in decoder.decompress(chunk):
-                        writer.write(piece)
-                except _DECOMPRESSION_ERRORS as err:
-                    broken = err
-        if "sha256:" + packed_hash.hexdigest() != layer.digest or packed_size != layer.size:
-            raise RegistryError(f"{action}: {what} does not match its digest")
-        try:
-            if decoder is not None and broken is None:
-                writer.write(decoder.flush())
-        except _DECOMPRESSION_ERRORS as err:
-            broken = err
-        if broken is not None:
-            raise RegistryError(f"{action}: decompressing {what}: {broken}") from broken
-        try:
-            ref = writer.commit(diff_id)
-        except StoreError as err:
-            raise RegistryError(
-                f"{action}: uncompressed {what} does not match diff_id {diff_id}"
-            ) from err
+    try:
+        with client.open_blob(layer.digest, action=action) as response:
+            ref = land_uncompressed(response, layer, diff_id, blobs, moved=moved)
+    except LayerLandingError as err:
+        reasons = {
+            LayerLandingError.TOO_LARGE: f"{what} is larger than {layer.size} bytes",
+            LayerLandingError.NOT_ITS_DIGEST: f"{what} does not match its digest",
+            LayerLandingError.UNDECODABLE: f"decompressing {what}: {err.detail}",
+            LayerLandingError.NOT_ITS_DIFF_ID: (
+                f"uncompressed {what} does not match diff_id {diff_id}"
+            ),
+        }
+        raise RegistryError(f"{action}: {reasons[err.reason]}") from err
     return oci.Descriptor(oci.OCI_LAYER, ref.digest, ref.size)
-
-
-_DECOMPRESSION_ERRORS = (zlib.error, pyzstd.ZstdError, EOFError)
 
 
 def _check_digest(data: bytes, digest: str, action: str, what: str) -> None:
     actual = "sha256:" + hashlib.sha256(data).hexdigest()
     if actual != digest:
         raise RegistryError(f"{action}: {what} {digest} does not match its content ({actual})")
-
-
-class _Decoder(Protocol):
-    def decompress(self, data: bytes) -> Iterator[bytes]:
-        """The output for ``data``, in pieces of at most _OUTPUT bytes."""
-        ...
-
-    def flush(self) -> bytes: ...
-
-
-class _Identity:
-    def decompress(self, data: bytes) -> Iterator[bytes]:
-        yield data
-
-    def flush(self) -> bytes:
-        return b""
-
-
-class _Gzip:
-    """gzip, members concatenated as pigz and some pushers write them."""
-
-    def __init__(self) -> None:
-        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def decompress(self, data: bytes) -> Iterator[bytes]:
-        pending = data
-        while pending:
-            if self._inflate.eof:  # a member ended: what follows is the next one
-                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            yield self._inflate.decompress(pending, _OUTPUT)
-            # At a member's end zlib moves all input left over to unused_data;
-            # before it, input held back by the output limit waits in unconsumed_tail.
-            if self._inflate.eof:
-                pending = self._inflate.unused_data
-            else:
-                pending = self._inflate.unconsumed_tail
-
-    def flush(self) -> bytes:
-        tail = self._inflate.flush()
-        if not self._inflate.eof:
-            raise EOFError("gzip stream ends early")
-        return tail
-
-
-class _Zstd:
-    def __init__(self) -> None:
-        self._decompressor = pyzstd.EndlessZstdDecompressor()
-
-    def decompress(self, data: bytes) -> Iterator[bytes]:
-        yield self._decompressor.decompress(data, _OUTPUT)
-        # needs_input is False while output is held back for want of room.
-        while not self._decompressor.needs_input:
-            yield self._decompressor.decompress(b"", _OUTPUT)
-
-    def flush(self) -> bytes:
-        if not self._decompressor.at_frame_edge:
-            raise EOFError("zstd stream ends early")
-        return b""
-
-
-# The bytes decide, not the media type: docker's layer types say gzip for
-# layers that are not, and a plain tar is sometimes served as tar+gzip.
-_MAGIC: tuple[tuple[bytes, Callable[[], _Decoder]], ...] = (
-    (b"\x1f\x8b", _Gzip),
-    (b"\x28\xb5\x2f\xfd", _Zstd),
-)
-
-
-def _decoder_for(first_chunk: bytes) -> _Decoder:
-    for magic, make in _MAGIC:
-        if first_chunk.startswith(magic):
-            return make()
-    return _Identity()

@@ -60,6 +60,14 @@ class _Upload:
     compression: Compression = _DEFAULT_COMPRESSION
     oci_media_types: bool = True
 
+    @classmethod
+    def plain(
+        cls, client: RepositoryClient, action: str, progress: TransferProgress | None
+    ) -> _Upload:
+        """One blob or layer sent on its own: default chunks, no mounts, gzip."""
+        return cls(client=client, action=action, chunk_size=CHUNK_SIZE, mount_from=(),
+                   progress=progress if progress is not None else TransferProgress())
+
 
 def push(
     store: ImageStore,
@@ -141,13 +149,7 @@ def push_layer(
     """Make the registry hold one layer of the store, gzip-compressed as ``push`` sends it
     (so an image and a cache exported to the same registry share their blobs); returns
     the descriptor the registry holds it under.  The cache export's entry point."""
-    upload = _Upload(
-        client=client,
-        action=action,
-        chunk_size=CHUNK_SIZE,
-        mount_from=(),
-        progress=progress if progress is not None else TransferProgress(),
-    )
+    upload = _Upload.plain(client, action, progress)
     # The cache's layers are the store's own: uncompressed, so their digest is their diff_id.
     return _push_layer(
         upload, layer, layer.digest, blobs, _CompressedLayers(blobs.root / _COMPRESSED_CACHE)
@@ -164,13 +166,7 @@ def upload_blob(
     progress: TransferProgress | None = None,
 ) -> None:
     """Make the registry hold ``digest`` (skipped if it has it), read from ``stream``."""
-    upload = _Upload(
-        client=client,
-        action=action,
-        chunk_size=CHUNK_SIZE,
-        mount_from=(),
-        progress=progress if progress is not None else TransferProgress(),
-    )
+    upload = _Upload.plain(client, action, progress)
     _upload_blob(upload, digest, size, stream, show=progress is not None)
 
 

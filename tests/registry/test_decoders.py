@@ -8,7 +8,7 @@ import zlib
 import pytest
 import pyzstd
 
-from builder.registry.pull import _OUTPUT, _decoder_for
+from builder.image.layerstream import _OUTPUT, _decoder_for
 
 ZEROS = bytes(64 << 20)  # 64 MiB that compress to a few dozen KiB
 
