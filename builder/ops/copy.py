@@ -65,6 +65,7 @@ __all__ = [
     "InlineFile",
     "OwnerResolver",
     "copy_into",
+    "filter_entry",
     "parse_chmod",
 ]
 
@@ -192,6 +193,27 @@ def parse_chmod(text: str) -> Chmod:
             raise BadFlag(f"invalid chmod parameter: '{text}': invalid syntax")
         clauses.append(_Clause(who, tuple(actions)))
     return Chmod(text, None, tuple(clauses))
+
+
+def filter_entry(
+    components: str,
+    includes: IgnoreRules | None,
+    excludes: IgnoreRules | None,
+    included_by: MatchInfo,
+    excluded_by: MatchInfo,
+) -> tuple[bool, MatchInfo, MatchInfo]:
+    """Whether the copy takes the entry at ``components`` (its path below the copied source),
+    by COPY --parents' include pattern and --exclude, each matched with its parent's results;
+    returns that and the match results its children start from. The source itself
+    (``components`` empty) is always taken."""
+    include = True
+    if components:
+        if includes is not None:
+            include, included_by = includes.match_with_parent(components, included_by)
+        if excludes is not None:
+            excluded, excluded_by = excludes.match_with_parent(components, excluded_by)
+            include = include and not excluded
+    return include, included_by, excluded_by
 
 
 def copy_into(
@@ -419,13 +441,9 @@ class _Copier:
         info = self.source.lstat(source)
         if info is None:
             return  # vanished, or hidden by .dockerignore
-        include = True
-        if components:
-            if self.includes is not None:
-                include, included_by = self.includes.match_with_parent(components, included_by)
-            if self.excludes is not None:
-                excluded, excluded_by = self.excludes.match_with_parent(components, excluded_by)
-                include = include and not excluded
+        include, included_by, excluded_by = filter_entry(
+            components, self.includes, self.excludes, included_by, excluded_by
+        )
         if include:
             self.create_pending_parents()
         if not stat.S_ISDIR(info.st_mode):

@@ -36,6 +36,7 @@ from builder.context import (
 )
 from builder.dockerignore import IgnoreRules, MatchInfo, clean_path
 from builder.errors import BadFlag, IgnoreFileError
+from builder.ops.copy import filter_entry
 
 __all__ = ["checksum_filtered_sources", "filtered_source_paths"]
 
@@ -145,13 +146,9 @@ class _Walk:
         included_by: MatchInfo,
         excluded_by: MatchInfo,
     ) -> None:
-        include = True
-        if components:
-            if self.includes is not None:
-                include, included_by = self.includes.match_with_parent(components, included_by)
-            if self.excludes is not None:
-                excluded, excluded_by = self.excludes.match_with_parent(components, excluded_by)
-                include = include and not excluded
+        include, included_by, excluded_by = filter_entry(
+            components, self.includes, self.excludes, included_by, excluded_by
+        )
         if include:
             for pending_components, pending_info in self.pending:
                 self.emit("", pending_components, pending_info)
