@@ -5,7 +5,8 @@ socket, owned and moded as the mount asks (0600 root by default), and relays
 every connection to the agent.  ``AgentRelay`` does the same on the host: a
 listening socket in a private directory (the sandbox binds it at the mount's
 target) and one thread per connection copying bytes both ways until either
-side closes.  Closing the relay ends every connection it carries.
+side closes.  Closing the relay lets each connection pass on what the step
+wrote last, then ends every connection it still carries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from builder.errors import StepFailed
 __all__ = ["AgentRelay", "agent_relay"]
 
 _CHUNK = 1 << 16
+# How long closing waits for connections to pass on what the step wrote last.
+_DRAIN_SECONDS = 2.0
 
 
 class AgentRelay:
@@ -48,17 +52,27 @@ class AgentRelay:
         self._acceptor.start()
 
     def close(self) -> None:
-        """Stop listening and end every relayed connection; waits for the threads."""
+        """Stop listening and end every relayed connection; waits for the threads.
+
+        The step is over when this runs, so its ends of the connections are
+        closed, but what it wrote last may still wait in a socket buffer: each
+        connection gets a moment to pass that on and see the agent close its
+        end, and only what is still open then is cut.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            connections = list(self._connections)
         os.write(self._stop_write, b"x")
+        self._acceptor.join()
+        deadline = time.monotonic() + _DRAIN_SECONDS
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            connections = list(self._connections)
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-        self._acceptor.join()
         for thread in list(self._threads):
             thread.join()
         self._listener.close()
@@ -72,12 +86,22 @@ class AgentRelay:
             while True:
                 ready = {key.fileobj for key, _ in selector.select()}
                 if self._stop_read in ready:
-                    return
+                    break
                 try:
                     client, _ = self._listener.accept()
                 except OSError:
                     continue
                 self._relay_in_thread(client)
+        # Connections the step made just before it ended still wait in the backlog:
+        # relay them too, or what they carry is lost.
+        self._listener.setblocking(False)
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            client.setblocking(True)
+            self._relay_in_thread(client)
 
     def _relay_in_thread(self, client: socket.socket) -> None:
         try:
@@ -86,11 +110,9 @@ class AgentRelay:
         except OSError:
             client.close()  # the agent is gone: the step sees its connection closed
             return
+        # Only the acceptor gets here, and close() cuts connections only after it
+        # has ended: every relay started is one close() sees.
         with self._lock:
-            if self._closed:
-                client.close()
-                agent.close()
-                return
             self._connections += [client, agent]
             thread = threading.Thread(target=self._pump, args=(client, agent),
                                       name="ssh-relay-conn", daemon=True)

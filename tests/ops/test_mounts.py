@@ -281,6 +281,44 @@ def test_agent_relay_carries_both_ways_with_the_asked_mode(tmp_path: Path) -> No
         server.close()
 
 
+def test_what_a_step_wrote_last_reaches_the_agent_though_the_relay_closes_at_once(
+    tmp_path: Path,
+) -> None:
+    # A write-and-exit client (busybox logger), then the step ends and the relay is
+    # closed straight away: the bytes still in the socket buffer must go through.
+    upstream = tmp_path / "agent.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(upstream))
+    server.listen()
+    received: list[bytes] = []
+
+    def record() -> None:
+        connection, _ = server.accept()
+        with connection:
+            received.append(b"".join(iter(lambda: connection.recv(4096), b"")))
+
+    thread = threading.Thread(target=record)
+    thread.start()
+    try:
+        for _ in range(20):  # the race was lost now and then, not every time
+            received.clear()
+            with agent_relay(str(upstream), tmp_path / "tmp", mode=0o600, uid=0, gid=0) as path:
+                client = socket.socket(socket.AF_UNIX)
+                client.connect(str(path))
+                client.sendall(b"last words" * 1000)
+                client.close()
+            thread.join()
+            assert received == [b"last words" * 1000]
+            thread = threading.Thread(target=record)
+            thread.start()
+    finally:
+        # The last listener waits for a connection that will not come: give it one.
+        with socket.socket(socket.AF_UNIX) as poke:
+            poke.connect(str(upstream))
+        thread.join()
+        server.close()
+
+
 # -- heredocs and masking ---------------------------------------------------------------
 
 
